@@ -1,0 +1,26 @@
+"""bptt: recurrent networks trained by backpropagation through time, on numpy and numba.
+
+Arrays are time-major: inputs (T, B, D) or tokens (T, B), outputs (T, B, ...).
+"""
+
+from . import init
+from .cells import GRU, LSTM, Elman
+from .clip import (ClipGlobalNorm, ClipNormPerParameter, ClipStateGradient, ClipValue,
+                   global_norm)
+from .errors import CheckpointError, NonFiniteError
+from .layers import Dense, Dropout, Embedding, ReLU, Sigmoid, Tanh
+from .losses import BinaryCrossEntropyWithLogits, MeanSquaredError, SoftmaxCrossEntropy
+from .module import BackwardContext, Cell, Module
+from .sequential import Sequential
+from .unroll import Unroller
+from .value_and_grad import value_and_grad
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackwardContext", "BinaryCrossEntropyWithLogits", "Cell", "CheckpointError",
+    "ClipGlobalNorm", "ClipNormPerParameter", "ClipStateGradient", "ClipValue", "Dense",
+    "Dropout", "Elman", "Embedding", "GRU", "LSTM", "MeanSquaredError", "Module",
+    "NonFiniteError", "ReLU", "Sequential", "Sigmoid", "SoftmaxCrossEntropy", "Tanh",
+    "Unroller", "global_norm", "init", "value_and_grad",
+]

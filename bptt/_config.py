@@ -1,0 +1,32 @@
+"""One place for numba flags.
+
+Kernels are compiled with ``cache=True`` so the JIT cost is paid once per machine. Where the
+package directory is read-only, numba falls back to ``NUMBA_CACHE_DIR``; if that is unset we
+point it at a per-user cache directory before numba is imported.
+
+fastmath is limited to flags that keep NaN and Inf semantics (no ``nnan``/``ninf``), so the
+non-finite guard can still see them.
+"""
+
+import os
+import tempfile
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+if "NUMBA_CACHE_DIR" not in os.environ and not os.access(_PKG_DIR, os.W_OK):
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.join(tempfile.gettempdir(), "bptt-cache")),
+        "numba")
+
+import numba  # noqa: E402  (must come after NUMBA_CACHE_DIR is settled)
+
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+CACHE = True
+
+
+def njit(*args, **kwargs):
+    """``numba.njit`` with the project's flags: cached, NaN/Inf-preserving fastmath."""
+    kwargs.setdefault("cache", CACHE)
+    kwargs.setdefault("fastmath", FASTMATH)
+    kwargs.setdefault("nogil", True)
+    return numba.njit(*args, **kwargs)

@@ -1,0 +1,182 @@
+"""Static layers: parts with no state, applied to all T*B positions at once.
+
+Inputs are time-major: ``(T, B, D)`` floats, or ``(T, B)`` integer tokens for Embedding.
+"""
+
+import numpy as np
+
+from . import init
+from ._validate import positive_int, positive_float, token_sequence
+from .module import Module
+
+
+def check_features(part, x, size):
+    """Light shape/dtype check of a part's float input (T, B, size)."""
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"{part!r}: expected floating-point input, got dtype {x.dtype}")
+    if x.ndim != 3 or x.shape[-1] != size:
+        raise ValueError(f"{part!r}: expected input of shape (T, B, {size}), got {x.shape}")
+    return np.ascontiguousarray(x, dtype=part.dtype)
+
+
+class Dense(Module):
+    """``y = x @ weight.T + bias``; weight (out_features, in_features), bias (out_features,)."""
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, seed=None):
+        super().__init__(dtype)
+        self.in_features = positive_int("in_features", in_features)
+        self.out_features = positive_int("out_features", out_features)
+        self.bias = bool(bias)
+        self.reset_parameters(np.random.default_rng(seed))
+
+    def reset_parameters(self, rng):
+        p = {"weight": init.glorot_uniform((self.out_features, self.in_features), rng,
+                                           self.dtype)}
+        if self.bias:
+            p["bias"] = np.zeros(self.out_features, dtype=self.dtype)
+        self._set_params(p)
+
+    def output_size(self, input_size):
+        return self.out_features
+
+    def forward(self, x, state=None, resets=None):
+        x = check_features(self, x, self.in_features)
+        y = x @ self.params["weight"].T
+        if self.bias:
+            y += self.params["bias"]
+        return y, (), {"x": x}
+
+    def backward(self, dy, dstate, cache, ctx=None):
+        if dy is None:
+            return None, ()
+        x = cache["x"]
+        dy2 = dy.reshape(-1, self.out_features)
+        self.grads["weight"] += dy2.T @ x.reshape(-1, self.in_features)
+        if self.bias:
+            self.grads["bias"] += dy2.sum(axis=0)
+        return dy @ self.params["weight"], ()
+
+    def get_config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias}
+
+
+class Embedding(Module):
+    """Token lookup: integer tokens (T, B) -> vectors (T, B, embedding_dim); weight (V, E)."""
+
+    def __init__(self, num_embeddings, embedding_dim, dtype=np.float32, seed=None):
+        super().__init__(dtype)
+        self.num_embeddings = positive_int("num_embeddings", num_embeddings)
+        self.embedding_dim = positive_int("embedding_dim", embedding_dim)
+        self.reset_parameters(np.random.default_rng(seed))
+
+    def reset_parameters(self, rng):
+        w = rng.standard_normal((self.num_embeddings, self.embedding_dim))
+        self._set_params({"weight": w})
+
+    def output_size(self, input_size):
+        return self.embedding_dim
+
+    def forward(self, x, state=None, resets=None):
+        x = token_sequence("tokens", x, self.num_embeddings)
+        return self.params["weight"][x], (), {"x": x}
+
+    def backward(self, dy, dstate, cache, ctx=None):
+        if dy is None:
+            return None, ()
+        x = cache["x"]
+        np.add.at(self.grads["weight"], x.ravel(), dy.reshape(-1, self.embedding_dim))
+        return None, ()
+
+    def get_config(self):
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim}
+
+
+class _Activation(Module):
+    """Elementwise activation; backward uses the stored output (derivative from outputs)."""
+
+    def forward(self, x, state=None, resets=None):
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"{self!r}: expected floating-point input, got dtype {x.dtype}")
+        y = self._f(np.asarray(x, dtype=self.dtype))
+        return y, (), {"y": y}
+
+    def backward(self, dy, dstate, cache, ctx=None):
+        return (None if dy is None else self._df(dy, cache["y"])), ()
+
+
+class Tanh(_Activation):
+    @staticmethod
+    def _f(x):
+        return np.tanh(x)
+
+    @staticmethod
+    def _df(dy, y):
+        return dy * (1 - y * y)
+
+
+class Sigmoid(_Activation):
+    @staticmethod
+    def _f(x):
+        # 0.5 * (1 + tanh(x / 2)) is exact and cannot overflow.
+        return (np.tanh(x * 0.5) + 1) * 0.5
+
+    @staticmethod
+    def _df(dy, y):
+        return dy * y * (1 - y)
+
+
+class ReLU(_Activation):
+    @staticmethod
+    def _f(x):
+        return np.maximum(x, 0)
+
+    @staticmethod
+    def _df(dy, y):
+        return dy * (y > 0)
+
+
+class Dropout(Module):
+    """Inverted dropout: in training, zero each element with probability ``p`` and scale the rest
+    by 1/(1-p); identity in eval mode. Masks are drawn from ``default_rng((seed, calls))``, so a
+    run is reproducible and the mask sequence can be saved and restored (``get_rng_state``)."""
+
+    def __init__(self, p=0.5, seed=0, dtype=np.float32):
+        super().__init__(dtype)
+        p = positive_float("p", p, allow_zero=True)
+        if p >= 1:
+            raise ValueError(f"p must be < 1, got {p}")
+        self.p = p
+        self.seed = int(seed)
+        self.calls = 0
+
+    def reset_parameters(self, rng):
+        self.seed = int(rng.integers(2**62))
+        self.calls = 0
+
+    def get_rng_state(self):
+        return {"seed": self.seed, "calls": self.calls}
+
+    def set_rng_state(self, state):
+        self.seed, self.calls = int(state["seed"]), int(state["calls"])
+
+    def forward(self, x, state=None, resets=None):
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"{self!r}: expected floating-point input, got dtype {x.dtype}")
+        x = np.asarray(x, dtype=self.dtype)
+        if not self.training or self.p == 0:
+            return x, (), {"mask": np.ones((x.shape[0],) + (1,) * (x.ndim - 1), self.dtype)}
+        rng = np.random.default_rng((self.seed, self.calls))
+        self.calls += 1
+        keep = rng.random(x.shape) >= self.p
+        mask = keep.astype(self.dtype) * self.dtype.type(1.0 / (1.0 - self.p))
+        return x * mask, (), {"mask": mask}
+
+    def backward(self, dy, dstate, cache, ctx=None):
+        return (None if dy is None else dy * cache["mask"]), ()
+
+    def get_config(self):
+        return {"p": self.p, "seed": self.seed}

@@ -1,0 +1,193 @@
+"""Losses over time-major outputs. Each returns the value and the gradient in one call.
+
+Every loss takes per-step weights ``weights`` (T, B) (floats >= 0, or a boolean mask for
+padding). With ``reduction="mean"`` (default) the value is the weighted mean over the T*B
+positions, ``sum(w * l) / sum(w)`` (the plain mean when no weights are given, and the mean over
+unmasked positions for a 0/1 mask, as PyTorch's ``ignore_index`` does); with ``"sum"`` it is
+``sum(w * l)``. A batch whose weights are all zero has loss 0 and gradient 0.
+"""
+
+import numpy as np
+
+from ._validate import choice, weight_mask
+
+
+class Loss:
+    """``loss(y, target, weights=None) -> (value, dy)`` with ``dy`` of ``y``'s shape and dtype."""
+
+    def __init__(self, reduction="mean"):
+        self.reduction = choice("reduction", reduction, {"mean", "sum"})
+
+    def __call__(self, y, target, weights=None):
+        y = self._check_output(y)
+        target = self._check_target(y, target)
+        w = self._weights(y, target, weights)
+        losses, dl = self._losses_and_grads(y, target)
+        scale = self._scale(w)
+        value = float(np.sum(w * losses, dtype=np.float64) * scale)
+        dl *= (w * y.dtype.type(scale))[..., None]
+        return value, dl
+
+    def value(self, y, target, weights=None):
+        """The loss alone (no gradient)."""
+        y = self._check_output(y)
+        target = self._check_target(y, target)
+        w = self._weights(y, target, weights)
+        return float(np.sum(w * self._losses(y, target), dtype=np.float64) * self._scale(w))
+
+    def per_step(self, y, target):
+        """Unweighted loss at every position, shape (T, B)."""
+        y = self._check_output(y)
+        return self._losses(y, self._check_target(y, target))
+
+    def total_weight(self, y, target, weights=None):
+        """sum(w) over the positions that count (what a mean divides by)."""
+        y = self._check_output(y)
+        return float(np.sum(self._weights(y, self._check_target(y, target), weights),
+                            dtype=np.float64))
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _scale(self, w):
+        if self.reduction == "sum":
+            return 1.0
+        total = float(np.sum(w, dtype=np.float64))
+        return 1.0 / total if total > 0 else 0.0
+
+    def _weights(self, y, target, weights):
+        w = weight_mask("weights", weights, y.shape[:2], y.dtype)
+        return np.ones(y.shape[:2], y.dtype) if w is None else w
+
+    def _check_output(self, y):
+        y = np.asarray(y)
+        if not np.issubdtype(y.dtype, np.floating) or y.dtype.itemsize < 4:
+            raise TypeError(f"{self!r}: model output must be float32 or float64, got {y.dtype}")
+        if y.ndim != 3:
+            raise ValueError(f"{self!r}: model output must be time-major (T, B, D), "
+                             f"got shape {y.shape}")
+        return y
+
+    def get_config(self):
+        return {"reduction": self.reduction} if self.reduction != "mean" else {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax over the last axis fused with the negative log-likelihood of integer targets.
+
+    y: logits (T, B, V); target: integers (T, B) in [0, V). ``ignore_index`` (like PyTorch's)
+    gives weight 0 to positions whose target equals it. Stable for any logits: it works with
+    ``y - max(y)``.
+    """
+
+    def __init__(self, reduction="mean", ignore_index=None):
+        super().__init__(reduction)
+        self.ignore_index = None if ignore_index is None else int(ignore_index)
+
+    def _check_target(self, y, target):
+        t = np.asarray(target)
+        if not np.issubdtype(t.dtype, np.integer):
+            raise TypeError(f"{self!r}: targets must be integer class indices, got dtype "
+                            f"{t.dtype}")
+        if t.shape != y.shape[:2]:
+            raise ValueError(f"{self!r}: targets must have shape {y.shape[:2]} (T, B) to match "
+                             f"logits {y.shape}, got {t.shape}")
+        valid = t if self.ignore_index is None else t[t != self.ignore_index]
+        if valid.size and (valid.min() < 0 or valid.max() >= y.shape[2]):
+            bad = valid.min() if valid.min() < 0 else valid.max()
+            raise ValueError(f"{self!r}: target {int(bad)} is outside the {y.shape[2]} classes "
+                             f"[0, {y.shape[2]})")
+        return t
+
+    def _weights(self, y, target, weights):
+        w = super()._weights(y, target, weights)
+        if self.ignore_index is not None:
+            w = w * (target != self.ignore_index)
+        return w
+
+    def _safe_target(self, target):
+        if self.ignore_index is None:
+            return target
+        return np.where(target == self.ignore_index, 0, target)
+
+    def _log_softmax_parts(self, y):
+        shifted = y - y.max(axis=-1, keepdims=True)
+        e = np.exp(shifted)
+        s = e.sum(axis=-1)
+        return shifted, e, s
+
+    def _losses(self, y, target):
+        shifted, _, s = self._log_softmax_parts(y)
+        picked = np.take_along_axis(shifted, self._safe_target(target)[..., None], -1)[..., 0]
+        return np.log(s) - picked
+
+    def _losses_and_grads(self, y, target):
+        shifted, e, s = self._log_softmax_parts(y)
+        t = self._safe_target(target)[..., None]
+        picked = np.take_along_axis(shifted, t, -1)[..., 0]
+        e /= s[..., None]
+        np.put_along_axis(e, t, np.take_along_axis(e, t, -1) - 1, -1)
+        return np.log(s) - picked, e
+
+    def get_config(self):
+        cfg = super().get_config()
+        if self.ignore_index is not None:
+            cfg["ignore_index"] = self.ignore_index
+        return cfg
+
+
+class _ElementwiseLoss(Loss):
+    """A loss on (T, B, D) outputs and float targets of the same shape, averaged over D."""
+
+    def _check_target(self, y, target):
+        t = np.asarray(target)
+        if not (np.issubdtype(t.dtype, np.floating) or np.issubdtype(t.dtype, np.integer)
+                or t.dtype == np.bool_):
+            raise TypeError(f"{self!r}: targets must be numeric, got dtype {t.dtype}")
+        if t.shape != y.shape:
+            raise ValueError(f"{self!r}: targets must have the output's shape {y.shape}, "
+                             f"got {t.shape}")
+        t = np.asarray(t, dtype=y.dtype)
+        if not np.isfinite(t).all():
+            bad = np.argwhere(~np.isfinite(t))[0]
+            raise ValueError(f"{self!r}: target holds a non-finite value at index "
+                             f"{tuple(int(i) for i in bad)}")
+        return t
+
+
+class MeanSquaredError(_ElementwiseLoss):
+    """``l[t, b] = mean_d (y - target)^2``; with no weights and ``"mean"`` this equals PyTorch's
+    ``MSELoss()``."""
+
+    def _losses(self, y, target):
+        d = y - target
+        return np.mean(d * d, axis=-1)
+
+    def _losses_and_grads(self, y, target):
+        d = y - target
+        return np.mean(d * d, axis=-1), d * y.dtype.type(2.0 / y.shape[-1])
+
+
+class BinaryCrossEntropyWithLogits(_ElementwiseLoss):
+    """Sigmoid fused with binary cross-entropy, targets in [0, 1]:
+    ``l[t, b] = mean_d max(y, 0) - y * target + log(1 + exp(-|y|))`` (stable for any y)."""
+
+    def _check_target(self, y, target):
+        t = super()._check_target(y, target)
+        if t.size and (t.min() < 0 or t.max() > 1):
+            raise ValueError(f"{self!r}: targets must lie in [0, 1], got values in "
+                             f"[{t.min()}, {t.max()}]")
+        return t
+
+    def _losses(self, y, target):
+        return np.mean(np.maximum(y, 0) - y * target + np.log1p(np.exp(-np.abs(y))), axis=-1)
+
+    def _losses_and_grads(self, y, target):
+        p = (np.tanh(y * y.dtype.type(0.5)) + 1) * y.dtype.type(0.5)
+        return self._losses(y, target), (p - target) * y.dtype.type(1.0 / y.shape[-1])
+
+
+LOSSES = {c.__name__: c for c in (SoftmaxCrossEntropy, MeanSquaredError,
+                                   BinaryCrossEntropyWithLogits)}

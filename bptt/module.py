@@ -1,0 +1,226 @@
+"""The one interface shared by static layers and recurrent cells.
+
+Every part of a model is a :class:`Module`:
+
+- ``params`` / ``grads``: dicts ``name -> array`` (gradients allocated once, accumulated with
+  ``+=``, zeroed only by :meth:`Module.zero_grad`);
+- ``initial_state(B)``: a tuple of ``(B, ...)`` arrays, the empty tuple for a static layer;
+- ``forward(x, state, resets)`` over a time-major sequence ``x`` of shape ``(T, B, ...)``
+  returns ``(y, final_state, cache)``;
+- ``backward(dy, dstate, cache, ctx)`` returns ``(dx, dstate0)`` and *adds* the parameter
+  gradients into ``grads``. ``dy=None`` means a zero output gradient (the steps of a TBPTT
+  window that lie before the chunk whose losses are backpropagated); ``dstate=None`` means a
+  zero final-state gradient. A static layer given ``dy=None`` returns ``dx=None``.
+
+A cache is a dict whose values are time-indexed (numpy arrays with time on axis 0, Python lists
+of per-step objects, or nested caches) or else time-independent metadata (tuples, numbers), so any cache can be cut in time
+(:func:`slice_cache`); the TBPTT engine relies on this to backpropagate through the last k2
+steps of a chunk and to locate non-finite values step by step.
+"""
+
+import numpy as np
+
+from ._validate import as_dtype
+
+REGISTRY = {}
+
+
+class BackwardContext:
+    """Options and counters for one backward pass.
+
+    state_clip: if not None, each element of the state gradient flowing from step t to step
+        t - 1 is clipped to [-state_clip, state_clip] (Graves 2013).
+    state_clip_fired: incremented by the number of (cell, step) pairs at which clipping changed
+        at least one element.
+    """
+
+    __slots__ = ("state_clip", "state_clip_fired")
+
+    def __init__(self, state_clip=None):
+        self.state_clip = state_clip
+        self.state_clip_fired = 0
+
+
+def slice_cache(cache, start, stop):
+    """The steps ``start:stop`` of a cache (views, no copies)."""
+    if cache is None:
+        return None
+    if isinstance(cache, dict):
+        return {k: slice_cache(v, start, stop) for k, v in cache.items()}
+    if isinstance(cache, (np.ndarray, list)):
+        return cache[start:stop]
+    return cache  # metadata that does not depend on time (a tuple of sizes, a flag)
+
+
+def cache_length(cache):
+    """Number of time steps a cache covers (None if it holds nothing time-indexed)."""
+    if isinstance(cache, dict):
+        for v in cache.values():
+            n = cache_length(v)
+            if n is not None:
+                return n
+        return None
+    if isinstance(cache, (np.ndarray, list)):
+        return len(cache)
+    return None
+
+
+class Module:
+    """Base of every part. Subclasses fill ``self.params`` in ``reset_parameters``."""
+
+    stateful = False  # True for parts that carry a recurrent state
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        REGISTRY[cls.__name__] = cls
+
+    def __init__(self, dtype=np.float32):
+        self.params = {}
+        self.grads = {}
+        self.training = True
+        self._dtype = as_dtype(dtype)
+
+    # -- parameters -----------------------------------------------------------------------
+    @property
+    def dtype(self):
+        return self._dtype
+
+    def _set_params(self, params):
+        """Install new parameter arrays (C-contiguous, model dtype) and zeroed gradients."""
+        self.params = {k: np.ascontiguousarray(v, dtype=self._dtype) for k, v in params.items()}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    def reset_parameters(self, rng):
+        """Draw fresh parameters from ``rng`` (a numpy Generator)."""
+
+    def named_parameters(self):
+        return dict(self.params)
+
+    def named_grads(self):
+        return dict(self.grads)
+
+    def zero_grad(self):
+        for g in self.grads.values():
+            g.fill(0)
+
+    def astype(self, dtype):
+        """Cast parameters (and gradients) to ``dtype`` in place; returns self."""
+        self._dtype = as_dtype(dtype)
+        self._set_params(self.params)
+        return self
+
+    def num_parameters(self):
+        return int(sum(p.size for p in self.params.values()))
+
+    # -- modes and randomness -------------------------------------------------------------
+    def train(self, mode=True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def get_rng_state(self):
+        """Anything random the part draws from (Dropout's counter); None if nothing."""
+        return None
+
+    def set_rng_state(self, state):
+        pass
+
+    # -- sequences ------------------------------------------------------------------------
+    def initial_state(self, batch_size):
+        return ()
+
+    def check_state(self, state, batch_size):
+        """Validate a state given by the caller; return it as a tuple of model-dtype arrays."""
+        if state is None:
+            return self.initial_state(batch_size)
+        want = self.initial_state(batch_size)
+        if not isinstance(state, (tuple, list)) or len(state) != len(want):
+            raise ValueError(f"{self!r}: expected a state of {len(want)} arrays, got {state!r:.80}")
+        out = []
+        for i, (s, w) in enumerate(zip(state, want)):
+            s = np.asarray(s)
+            if s.shape != w.shape:
+                raise ValueError(f"{self!r}: expected state[{i}] of shape {w.shape}, "
+                                 f"got {s.shape}")
+            if not np.issubdtype(s.dtype, np.floating):
+                raise TypeError(f"{self!r}: state[{i}] must be floating, got {s.dtype}")
+            out.append(np.ascontiguousarray(s, dtype=self._dtype))
+        return tuple(out)
+
+    def forward(self, x, state=None, resets=None):
+        """Run over ``x`` (T, B, ...): returns ``(y, final_state, cache)``."""
+        raise NotImplementedError
+
+    def backward(self, dy, dstate, cache, ctx=None):
+        """Given dL/dy (T, B, ...) and dL/d(final state) (None for zeros), return
+        ``(dx, dstate0)`` and add the parameter gradients into ``self.grads``."""
+        raise NotImplementedError
+
+    def output_size(self, input_size):
+        """Feature size of the output for an input of ``input_size`` features."""
+        return input_size
+
+    # -- configuration --------------------------------------------------------------------
+    def get_config(self):
+        """Constructor arguments (JSON-able) that rebuild this part."""
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def module_from_config(cfg):
+    """Rebuild a part from ``{"class": name, "config": {...}}`` (see :func:`module_config`)."""
+    try:
+        cls = REGISTRY[cfg["class"]]
+    except KeyError:
+        raise ValueError(f"unknown part class {cfg.get('class')!r}; known: "
+                         f"{sorted(REGISTRY)}") from None
+    kwargs = dict(cfg.get("config", {}))
+    if "dtype" in kwargs:
+        kwargs["dtype"] = np.dtype(kwargs["dtype"])
+    return cls.from_config(kwargs) if hasattr(cls, "from_config") else cls(**kwargs)
+
+
+def module_config(module):
+    cfg = dict(module.get_config())
+    cfg["dtype"] = module.dtype.name
+    return {"class": type(module).__name__, "config": cfg}
+
+
+class Cell(Module):
+    """A recurrent cell written as one time step; the :class:`~bptt.unroll.Unroller` drives it.
+
+    Subclasses set ``state_sizes`` (one feature size per state array) and implement:
+
+    - ``step_forward(x_t, state) -> (y_t, new_state, step_cache)`` for ``x_t`` of shape (B, D);
+    - ``step_backward(dy_t, dstate_new, step_cache) -> (dx_t, dstate_prev)``, adding the
+      parameter gradients of the step into ``self.grads``.
+
+    Built-in cells also override ``forward``/``backward`` with compiled sequence kernels that give
+    the same numbers; ``use_kernels = False`` makes them use the step path.
+    """
+
+    stateful = True
+    state_sizes = ()
+    use_kernels = False
+
+    def initial_state(self, batch_size):
+        return tuple(np.zeros((batch_size, n), dtype=self._dtype) for n in self.state_sizes)
+
+    def step_forward(self, x_t, state):
+        raise NotImplementedError
+
+    def step_backward(self, dy_t, dstate_new, step_cache):
+        raise NotImplementedError
+
+    def forward(self, x, state=None, resets=None):
+        from .unroll import Unroller
+        return Unroller.forward(self, x, state, resets)
+
+    def backward(self, dy, dstate, cache, ctx=None):
+        from .unroll import Unroller
+        return Unroller.backward(self, dy, dstate, cache, ctx)
