@@ -8,10 +8,12 @@ from .cells import GRU, LSTM, Elman
 from .clip import (ClipGlobalNorm, ClipNormPerParameter, ClipStateGradient, ClipValue,
                    global_norm)
 from .errors import CheckpointError, NonFiniteError
+from .gradcheck import GradcheckReport, gradcheck
 from .layers import Dense, Dropout, Embedding, ReLU, Sigmoid, Tanh
 from .losses import BinaryCrossEntropyWithLogits, MeanSquaredError, SoftmaxCrossEntropy
 from .module import BackwardContext, Cell, Module
 from .sequential import Sequential
+from .tbptt import TBPTT, FitReport, StepStats
 from .unroll import Unroller
 from .value_and_grad import value_and_grad
 
@@ -20,7 +22,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BackwardContext", "BinaryCrossEntropyWithLogits", "Cell", "CheckpointError",
     "ClipGlobalNorm", "ClipNormPerParameter", "ClipStateGradient", "ClipValue", "Dense",
-    "Dropout", "Elman", "Embedding", "GRU", "LSTM", "MeanSquaredError", "Module",
-    "NonFiniteError", "ReLU", "Sequential", "Sigmoid", "SoftmaxCrossEntropy", "Tanh",
-    "Unroller", "global_norm", "init", "value_and_grad",
+    "Dropout", "Elman", "Embedding", "FitReport", "GRU", "GradcheckReport", "LSTM",
+    "MeanSquaredError", "Module", "NonFiniteError", "ReLU", "Sequential", "Sigmoid",
+    "SoftmaxCrossEntropy", "StepStats", "TBPTT", "Tanh", "Unroller", "global_norm",
+    "gradcheck", "init", "value_and_grad",
 ]

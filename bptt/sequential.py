@@ -56,6 +56,13 @@ class Sequential(Module):
                                  f"gives {size}")
             size = p.output_size(size if size is not None else want)
 
+    def output_size(self, input_size=None):
+        """Features of the model's output (None if a part cannot say)."""
+        size = input_size
+        for p in self.parts:
+            size = p.output_size(size)
+        return size
+
     def __len__(self):
         return len(self.parts)
 

@@ -1,0 +1,436 @@
+"""The truncated-BPTT engine: TBPTT(k1, k2) over a stream, with the state carried across chunks.
+
+Definition (Williams & Peng 1990; Sutskever 2013, section 2.8). The stream is cut into chunks
+of k1 steps. After the forward pass of a chunk, the losses of that chunk are backpropagated
+through the *window* of the last k2 steps ending at the chunk's last step, and the parameters
+are updated. Precisely, for a chunk covering steps ``(t - n, t]`` (n = k1, or fewer for the
+last chunk of a call), with per-step losses ``l_s`` and weights ``w_s``:
+
+    J = sum_{s in chunk} w_s l_s / sum_{s in chunk} w_s        (reduction "mean")
+    window = (t - k2, t]                        if k2 < n   (only the chunk's last k2 steps)
+           = (t - n - (k2 - k1), t]             if k2 >= k1 (the chunk and the k2 - k1 steps
+                                                             before it)
+           = the whole stream so far            if k2 is None (full BPTT)
+
+and the gradient is dJ/dtheta computed on the graph restricted to the window: the state that
+enters the window is a constant (its gradient is cut), and a loss at a step outside the window
+(the first n - k2 steps of the chunk, when k2 < n) adds to the reported loss but nothing to
+the gradient. Every step of the window is evaluated with the parameters it actually ran with:
+the forward pass of the steps before the chunk (k2 > k1) is kept, not recomputed, and was run
+with the parameters of an earlier update, so backward through those steps uses those
+parameters (exactly what an autograd framework does when it keeps the graph). The gradient
+sums the contributions of every use of each parameter.
+
+k1 = k2 is ordinary chunked training; k2 > k1 gives overlapping windows; k2 < k1 truncates
+further; k2 = None is full BPTT from the start of the stream (memory grows with the stream).
+``k1=None`` makes each call of :meth:`TBPTT.step` one chunk.
+"""
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._validate import bool_mask, choice, positive_int, weight_mask
+from .clip import as_clip_list, global_norm
+from .errors import NonFiniteError
+from .module import BackwardContext, slice_cache
+from .value_and_grad import check_model
+
+_SAME = object()
+
+
+@dataclass
+class StepStats:
+    """Figures of one :meth:`TBPTT.step` (or :meth:`TBPTT.fit`) call.
+
+    loss: mean loss over the time steps processed (weighted as the loss weights them);
+    grad_norm / grad_norm_clipped: global gradient norm before / after clipping, at the last
+    update (nan if none); updates / skipped: optimizer updates done / skipped (non-finite);
+    clip_counts: how often each clip fired during the call; steps: time steps processed;
+    seconds, steps_per_s, tokens_per_s (steps * streams per second); nonfinite: the messages of
+    skipped updates.
+    """
+
+    loss: float = math.nan
+    grad_norm: float = math.nan
+    grad_norm_clipped: float = math.nan
+    updates: int = 0
+    skipped: int = 0
+    clip_counts: dict = field(default_factory=dict)
+    steps: int = 0
+    seconds: float = 0.0
+    steps_per_s: float = 0.0
+    tokens_per_s: float = 0.0
+    nonfinite: list = field(default_factory=list)
+
+    def as_dict(self):
+        return dict(self.__dict__)
+
+
+@dataclass
+class FitReport(StepStats):
+    """:class:`StepStats` over a whole stream, plus per-update histories: ``losses`` (each
+    chunk's mean loss), ``grad_norms`` and ``grad_norms_clipped``."""
+
+    losses: list = field(default_factory=list)
+    grad_norms: list = field(default_factory=list)
+    grad_norms_clipped: list = field(default_factory=list)
+
+
+class _Segment:
+    """The kept forward pass of an earlier chunk: its cache, where it starts in the stream, and
+    the parameter values it ran with (None while they are still the live ones)."""
+
+    __slots__ = ("cache", "start", "length", "params")
+
+    def __init__(self, cache, start, length):
+        self.cache, self.start, self.length, self.params = cache, start, length, None
+
+
+class TBPTT:
+    """``TBPTT(model, loss, optimizer, k1, k2=k1, clip=None, accumulate=1, on_nonfinite="skip")``
+
+    model: a bptt Module (usually a :class:`~bptt.Sequential`); loss: a bptt loss;
+    optimizer: a ``bptt.optim`` optimizer over ``model.named_parameters()``.
+    k1: steps per chunk (an update every k1 steps), or None for one chunk per :meth:`step`;
+    k2: steps backpropagated through (see the module docstring), None for full BPTT.
+    clip: a clipping object or a list of them (:class:`~bptt.ClipGlobalNorm`,
+        :class:`~bptt.ClipValue`, :class:`~bptt.ClipNormPerParameter`,
+        :class:`~bptt.ClipStateGradient`), applied in the order given.
+    accumulate: sum the gradients of this many chunks before one update.
+    on_nonfinite: "skip" (default: warn, skip the update, leave parameters and optimizer
+        untouched) or "raise" (raise :class:`~bptt.NonFiniteError` and restore the engine to
+        its state before the chunk).
+    """
+
+    def __init__(self, model, loss, optimizer, k1, k2=_SAME, clip=None, accumulate=1,
+                 on_nonfinite="skip"):
+        self.model = check_model(model)
+        self.loss = loss
+        self.optimizer = optimizer
+        self.k1 = None if k1 is None else positive_int("k1", k1)
+        if k2 is _SAME:
+            k2 = self.k1
+        self.k2 = None if k2 is None else positive_int("k2", k2)
+        self.state_clip, self.clips = as_clip_list(clip)
+        self.accumulate = positive_int("accumulate", accumulate)
+        self.on_nonfinite = choice("on_nonfinite", on_nonfinite, {"skip", "raise"})
+        if not getattr(model, "supports_truncation", True) and not (k1 is None and k2 is None):
+            raise ValueError(f"{model!r} holds a Bidirectional part, which needs whole sequences: "
+                             "use k1=None and k2=None (one chunk per step call)")
+        self._params = model.named_parameters()
+        self._grads = model.named_grads()
+        missing = set(self._params) - set(getattr(optimizer, "params", self._params))
+        if missing:
+            raise ValueError(f"the optimizer does not hold the model's parameters "
+                             f"{sorted(missing)}; build it from model.named_parameters()")
+        self.reset_state()
+        self._pending = 0
+
+    # -- stream state ---------------------------------------------------------------------
+    def reset_state(self):
+        """Start a new stream: zero state, no kept history, position 0."""
+        self.state = None
+        self.position = 0
+        self._history = []
+
+    @property
+    def overlap(self):
+        """How many steps before a chunk its window reaches back (None: to the stream start)."""
+        if self.k2 is None:
+            return None
+        return max(self.k2 - (self.k1 or 0), 0) if self.k1 is not None else 0
+
+    def __repr__(self):
+        return (f"TBPTT(k1={self.k1}, k2={self.k2}, clip={[self.state_clip] + self.clips if self.state_clip else self.clips}, "
+                f"accumulate={self.accumulate}, on_nonfinite={self.on_nonfinite!r})")
+
+    # -- public API -----------------------------------------------------------------------
+    def step(self, x, y, weights=None, resets=None):
+        """Feed T more steps of the stream: forward, backward, clip and update every k1 steps.
+
+        x: (T, B) tokens or (T, B, D) floats; y: targets (T, B) or (T, B, ...); weights:
+        per-step loss weights (T, B); resets: boolean (T, B), zero a stream's state before that
+        step. If T is not a multiple of k1 the last chunk is shorter. Returns :class:`StepStats`.
+        """
+        return self._run(x, y, weights, resets, StepStats())
+
+    def fit(self, x, y, weights=None, resets=None, reset_state=True, callback=None):
+        """Train over a whole (L, B) stream in chunks of k1, the state carried from chunk to
+        chunk. ``callback(report, chunk_stats)`` is called after every chunk; it may return
+        False to stop. Returns a :class:`FitReport`."""
+        if reset_state:
+            self.reset_state()
+        return self._run(x, y, weights, resets, FitReport(), callback)
+
+    def evaluate(self, x, y, weights=None, resets=None, chunk=None):
+        """Mean loss of the model on a stream (no gradients, dropout off), from a zero state
+        carried through the stream in chunks of ``chunk`` steps (default k1). The training
+        state of the engine is not touched."""
+        x, y, weights, resets = self._check_inputs(x, y, weights, resets)
+        chunk = chunk or self.k1 or x.shape[0]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            state, total, wsum = None, 0.0, 0.0
+            for a in range(0, x.shape[0], chunk):
+                b = min(a + chunk, x.shape[0])
+                out, state, _ = self.model.forward(x[a:b], state, _cut(resets, a, b))
+                w = _cut(weights, a, b)
+                ws = self.loss.total_weight(out, y[a:b], w)
+                total += self.loss.value(out, y[a:b], w) * (ws if self.loss.reduction == "mean"
+                                                              else 1.0)
+                wsum += ws
+        finally:
+            self.model.train(was_training)
+        if self.loss.reduction == "sum":
+            return total
+        return total / wsum if wsum > 0 else 0.0
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _run(self, x, y, weights, resets, stats, callback=None):
+        x, y, weights, resets = self._check_inputs(x, y, weights, resets)
+        if not getattr(self.model, "supports_truncation", True):
+            self.reset_state()  # whole sequences: nothing carries over between calls
+        self.model.train(True)
+        T, B = x.shape[0], x.shape[1]
+        k1 = self.k1 or T
+        counts0 = {self._clip_name(c): c.fired for c in self._all_clips()}
+        t0 = time.perf_counter()
+        loss_sum = wsum = 0.0
+        for a in range(0, T, k1):
+            b = min(a + k1, T)
+            chunk = self._chunk(x[a:b], y[a:b], _cut(weights, a, b), _cut(resets, a, b))
+            loss_sum += chunk["loss"] * chunk["weight"]
+            wsum += chunk["weight"]
+            stats.steps += b - a
+            if chunk["updated"]:
+                stats.updates += 1
+                stats.grad_norm, stats.grad_norm_clipped = chunk["norm"], chunk["norm_clipped"]
+            if chunk["nonfinite"]:
+                stats.skipped += 1
+                stats.nonfinite.append(chunk["nonfinite"])
+            if isinstance(stats, FitReport):
+                stats.losses.append(chunk["loss"])
+                if chunk["updated"]:
+                    stats.grad_norms.append(chunk["norm"])
+                    stats.grad_norms_clipped.append(chunk["norm_clipped"])
+                if callback is not None and callback(stats, chunk) is False:
+                    break
+        stats.loss = loss_sum / wsum if wsum > 0 else 0.0
+        stats.seconds = time.perf_counter() - t0
+        stats.steps_per_s = stats.steps / stats.seconds if stats.seconds > 0 else math.inf
+        stats.tokens_per_s = stats.steps_per_s * B
+        stats.clip_counts = {self._clip_name(c): c.fired - counts0[self._clip_name(c)]
+                             for c in self._all_clips()}
+        return stats
+
+    def _chunk(self, x, y, weights, resets):
+        """One chunk: forward, loss, backward through the window, guard, clip, update."""
+        model, n = self.model, x.shape[0]
+        saved = (self.state, self.position, list(self._history), model.get_rng_state())
+        start = self.position
+        out, new_state, cache = model.forward(x, self.state, resets)
+        value, dout = self.loss(out, y, weights)
+        weight = (self.loss.total_weight(out, y, weights) if self.loss.reduction == "mean"
+                  else 1.0)
+        if self._pending == 0:
+            model.zero_grad()
+        ctx = BackwardContext(None if self.state_clip is None else self.state_clip.value)
+        window = self._window(cache, dout, n, start)
+        self._backward(window, ctx)
+        if self.state_clip is not None:
+            self.state_clip.fired += ctx.state_clip_fired
+            self.state_clip.calls += 1
+
+        result = {"loss": value, "weight": weight, "updated": False, "nonfinite": None,
+                  "norm": math.nan, "norm_clipped": math.nan, "start": start, "steps": n}
+        norm = _safe_norm(self._grads)
+        problem = (None if math.isfinite(value) and math.isfinite(norm) else
+                   self._find_nonfinite(value, out, y, window, start))
+        if problem is not None:
+            model.zero_grad()
+            self._pending = 0
+            if self.on_nonfinite == "raise":
+                self.state, self.position, self._history = saved[0], saved[1], saved[2]
+                model.set_rng_state(saved[3])
+                raise problem
+            warnings.warn(str(problem), RuntimeWarning, stacklevel=3)
+            result["nonfinite"] = str(problem)
+            self.state = _finite_rows(new_state)
+            self.position = start + n
+            self._history = []
+            return result
+
+        self.state = new_state
+        self.position = start + n
+        self._remember(cache, start, n)
+        self._pending += 1
+        if self._pending == self.accumulate:
+            self._snapshot_history()
+            for c in self.clips:
+                c(self._grads)
+            clipped = _safe_norm(self._grads) if self.clips else norm
+            self.optimizer.step(self._grads)
+            self._pending = 0
+            result.update(updated=True, norm=norm, norm_clipped=clipped)
+        return result
+
+    # -- the window -------------------------------------------------------------------------
+    def _window(self, cache, dout, n, start):
+        """The pieces of the backward window, newest first: (cache, dy, params, start)."""
+        if self.k2 is not None and self.k2 < n:
+            a = n - self.k2
+            return [(slice_cache(cache, a, n), dout[a:], None, start + a)]
+        pieces = [(cache, dout, None, start)]
+        reach = self.overlap
+        for seg in reversed(self._history):
+            if reach is not None and reach <= 0:
+                break
+            take = seg.length if reach is None else min(reach, seg.length)
+            piece = seg.cache if take == seg.length else slice_cache(seg.cache, seg.length - take,
+                                                                     seg.length)
+            pieces.append((piece, None, seg.params, seg.start + seg.length - take))
+            if reach is not None:
+                reach -= take
+        return pieces
+
+    def _backward(self, window, ctx, dstate=None):
+        """Backpropagate through the window's pieces, newest first; a piece that ran with
+        earlier parameter values is backpropagated with those values loaded."""
+        live = None
+        try:
+            for cache, dy, params, _ in window:
+                if params is not None:
+                    live = live or {k: p.copy() for k, p in self._params.items()}
+                    _load(self._params, params)
+                elif live is not None:
+                    _load(self._params, live)
+                _, dstate = self.model.backward(dy, dstate, cache, ctx)
+        finally:
+            if live is not None:
+                _load(self._params, live)
+        return dstate
+
+    def _remember(self, cache, start, n):
+        """Keep the chunk's forward pass if later windows reach back into it."""
+        reach = self.overlap
+        if reach == 0:
+            return
+        self._history.append(_Segment(cache, start, n))
+        if reach is not None:
+            while self._history and sum(s.length for s in self._history[1:]) >= reach:
+                self._history.pop(0)
+
+    def _snapshot_history(self):
+        """Before an update: the kept segments that ran with the live parameters get a copy of
+        them, so that later windows backpropagate through them with the values they used."""
+        live = [s for s in self._history if s.params is None]
+        if live:
+            copy = {k: p.copy() for k, p in self._params.items()}
+            for s in live:
+                s.params = copy
+
+    # -- the non-finite guard -------------------------------------------------------------
+    def _find_nonfinite(self, value, out, y, window, start):
+        bad_t = np.flatnonzero(~np.isfinite(out).reshape(out.shape[0], -1).all(axis=1))
+        if bad_t.size:
+            t = int(bad_t[0])
+            return NonFiniteError(f"non-finite model output at time step {start + t} "
+                                  f"(chunk step {t}); the update is skipped" +
+                                  self._what_to_do(), what="output", step=start + t)
+        if not math.isfinite(value):
+            per = self.loss.per_step(out, y)
+            t = int(np.flatnonzero(~np.isfinite(per).all(axis=1))[0])
+            return NonFiniteError(f"non-finite loss at time step {start + t}; the update is "
+                                  "skipped" + self._what_to_do(), what="loss", step=start + t)
+        name, step = self._locate_gradient(window)
+        where = f" at time step {step}" if step is not None else ""
+        return NonFiniteError(f"non-finite gradient of '{name}' first appeared{where} "
+                              "(walking back through time); the update is skipped" +
+                              self._what_to_do(), what="gradient", param=name, step=step)
+
+    def _what_to_do(self):
+        return ("" if self.clips or self.state_clip else
+                " (consider clip=bptt.ClipGlobalNorm(...) or a lower learning rate)")
+
+    def _locate_gradient(self, window):
+        """Re-run the window's backward one step at a time, newest first, into zeroed gradients,
+        and name the first parameter (and step) whose gradient turns non-finite."""
+        self.model.zero_grad()
+        ctx = BackwardContext(None if self.state_clip is None else self.state_clip.value)
+        dstate = None
+        for cache, dy, params, seg_start in window:
+            length = _length(cache)
+            for t in range(length - 1, -1, -1):
+                piece = [(slice_cache(cache, t, t + 1), None if dy is None else dy[t:t + 1],
+                          params, seg_start + t)]
+                dstate = self._backward(piece, ctx, dstate)
+                for name, g in self._grads.items():
+                    if not np.isfinite(g).all():
+                        return name, seg_start + t
+        for name, g in self._grads.items():
+            if not np.isfinite(g).all():
+                return name, None
+        return next(iter(self._grads)), None
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _all_clips(self):
+        return ([self.state_clip] if self.state_clip is not None else []) + self.clips
+
+    @staticmethod
+    def _clip_name(c):
+        return repr(c)
+
+    def _check_inputs(self, x, y, weights, resets):
+        model = self.model
+        x = model.check_input(x) if hasattr(model, "check_input") else np.asarray(x)
+        T, B = x.shape[0], x.shape[1]
+        y = np.asarray(y)
+        if y.shape[:2] != (T, B):
+            raise ValueError(f"targets must start with the input's (T, B) = {(T, B)}, "
+                             f"got shape {y.shape}")
+        weights = weight_mask("weights", weights, (T, B), model.dtype)
+        resets = bool_mask("resets", resets, (T, B))
+        out_features = model.output_size(None)
+        if out_features is not None and hasattr(self.loss, "_check_target"):
+            probe = np.broadcast_to(np.zeros((), model.dtype), (T, B, out_features))
+            y = self.loss._check_target(probe, y)
+        return x, y, weights, resets
+
+
+def _safe_norm(grads):
+    """Global norm; inf only if some gradient is non-finite (not when squares overflow)."""
+    norm = global_norm(grads)
+    if math.isfinite(norm) or not all(np.isfinite(g).all() for g in grads.values()):
+        return norm
+    return global_norm([g.astype(np.float64) for g in grads.values()])
+
+
+def _cut(a, start, stop):
+    return None if a is None else a[start:stop]
+
+
+def _load(params, values):
+    for k, p in params.items():
+        p[...] = values[k]
+
+
+def _length(cache):
+    from .module import cache_length
+    return cache_length(cache)
+
+
+def _finite_rows(state):
+    """A copy of a (nested) state whose streams holding a non-finite value are zeroed."""
+    if isinstance(state, tuple):
+        return tuple(_finite_rows(s) for s in state)
+    bad = ~np.isfinite(state).reshape(state.shape[0], -1).all(axis=1)
+    if not bad.any():
+        return state
+    s = state.copy()
+    s[bad] = 0
+    return s
