@@ -4,6 +4,7 @@ Arrays are time-major: inputs (T, B, D) or tokens (T, B), outputs (T, B, ...).
 """
 
 from . import init
+from .bidirectional import Bidirectional
 from .cells import GRU, LSTM, Elman
 from .clip import (ClipGlobalNorm, ClipNormPerParameter, ClipStateGradient, ClipValue,
                    global_norm)
@@ -20,7 +21,7 @@ from .value_and_grad import value_and_grad
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackwardContext", "BinaryCrossEntropyWithLogits", "Cell", "CheckpointError",
+    "BackwardContext", "Bidirectional", "BinaryCrossEntropyWithLogits", "Cell", "CheckpointError",
     "ClipGlobalNorm", "ClipNormPerParameter", "ClipStateGradient", "ClipValue", "Dense",
     "Dropout", "Elman", "Embedding", "FitReport", "GRU", "GradcheckReport", "LSTM",
     "MeanSquaredError", "Module", "NonFiniteError", "ReLU", "Sequential", "Sigmoid",

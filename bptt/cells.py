@@ -15,6 +15,7 @@ from . import init
 from ._validate import choice, positive_float, positive_int
 from .layers import check_features
 from .module import Cell
+from .unroll import Unroller
 
 
 def sigmoid(x):
@@ -78,18 +79,12 @@ class _GatedCell(Cell):
 
     def forward(self, x, state=None, resets=None):
         x = check_features(self, x, self.input_size)
-        T, B = x.shape[0], x.shape[1]
-        state = self.check_state(state, B)
-        if resets is None:
-            resets = np.zeros((T, B), dtype=bool)
-        elif resets.shape != (T, B):
-            raise ValueError(f"{self!r}: resets must have shape {(T, B)}, got {resets.shape}")
-        resets = np.ascontiguousarray(resets, dtype=bool)
+        x, state, resets = self.check_sequence(x, state, resets)
         if self.use_kernels and self.kernel is not None:
             y, final, cache = self.kernel.forward(self, x, state, resets)
             cache["kernel"] = True
             return y, final, cache
-        return super().forward(x, state, resets)
+        return Unroller.forward(self, x, state, resets)
 
     def backward(self, dy, dstate, cache, ctx=None):
         if cache.get("kernel"):

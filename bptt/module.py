@@ -218,8 +218,27 @@ class Cell(Module):
         raise NotImplementedError
 
     def forward(self, x, state=None, resets=None):
+        """x: (T, B, D) floats. Runs the cell's steps through the :class:`~bptt.Unroller`."""
         from .unroll import Unroller
+        x, state, resets = self.check_sequence(x, state, resets)
         return Unroller.forward(self, x, state, resets)
+
+    def check_sequence(self, x, state, resets):
+        """Validate a sequence call: float (T, B, ...) input in the model dtype, the state, and a
+        boolean (T, B) reset mask (all False when None)."""
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"{self!r}: expected floating-point input, got dtype {x.dtype}")
+        if x.ndim < 3:
+            raise ValueError(f"{self!r}: expected a time-major input (T, B, D), got {x.shape}")
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        T, B = x.shape[0], x.shape[1]
+        state = self.check_state(state, B)
+        if resets is None:
+            resets = np.zeros((T, B), dtype=bool)
+        elif np.shape(resets) != (T, B):
+            raise ValueError(f"{self!r}: resets must have shape {(T, B)}, got {np.shape(resets)}")
+        return x, state, np.ascontiguousarray(resets, dtype=bool)
 
     def backward(self, dy, dstate, cache, ctx=None):
         from .unroll import Unroller

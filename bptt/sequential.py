@@ -119,6 +119,11 @@ class Sequential(Module):
         return any(p.stateful for p in self.parts)
 
     @property
+    def supports_truncation(self):
+        """False if a part needs whole sequences (Bidirectional)."""
+        return all(getattr(p, "supports_truncation", True) for p in self.parts)
+
+    @property
     def takes_tokens(self):
         return isinstance(self.parts[0], Embedding)
 

@@ -36,7 +36,7 @@ import numpy as np
 from ._validate import bool_mask, choice, positive_int, weight_mask
 from .clip import as_clip_list, global_norm
 from .errors import NonFiniteError
-from .module import BackwardContext, slice_cache
+from .module import BackwardContext, cache_length, slice_cache
 from .value_and_grad import check_model
 
 _SAME = object()
@@ -362,20 +362,19 @@ class TBPTT:
         and name the first parameter (and step) whose gradient turns non-finite."""
         self.model.zero_grad()
         ctx = BackwardContext(None if self.state_clip is None else self.state_clip.value)
+        # within a step, backward reaches the parts nearest the output first
+        names = list(self._grads)[::-1]
         dstate = None
-        for cache, dy, params, seg_start in window:
-            length = _length(cache)
-            for t in range(length - 1, -1, -1):
-                piece = [(slice_cache(cache, t, t + 1), None if dy is None else dy[t:t + 1],
-                          params, seg_start + t)]
-                dstate = self._backward(piece, ctx, dstate)
-                for name, g in self._grads.items():
-                    if not np.isfinite(g).all():
-                        return name, seg_start + t
-        for name, g in self._grads.items():
-            if not np.isfinite(g).all():
-                return name, None
-        return next(iter(self._grads)), None
+        with np.errstate(all="ignore"):
+            for cache, dy, params, seg_start in window:
+                for t in range(cache_length(cache) - 1, -1, -1):
+                    piece = [(slice_cache(cache, t, t + 1), None if dy is None else dy[t:t + 1],
+                              params, seg_start + t)]
+                    dstate = self._backward(piece, ctx, dstate)
+                    for name in names:
+                        if not np.isfinite(self._grads[name]).all():
+                            return name, seg_start + t
+        return names[0], None
 
     # -- helpers ----------------------------------------------------------------------------
     def _all_clips(self):
@@ -417,11 +416,6 @@ def _cut(a, start, stop):
 def _load(params, values):
     for k, p in params.items():
         p[...] = values[k]
-
-
-def _length(cache):
-    from .module import cache_length
-    return cache_length(cache)
 
 
 def _finite_rows(state):

@@ -33,7 +33,7 @@ def _window_start(a, b, k1, k2):
         return 0
     if k2 < n:
         return b - k2
-    return max(0, a - (k2 - k1))
+    return max(0, a - max(k2 - k1, 0))
 
 
 def tbptt_reference(model, loss, x, y, k1, k2, lr, weights=None, resets=None):
@@ -76,3 +76,63 @@ def tbptt_reference(model, loss, x, y, k1, k2, lr, weights=None, resets=None):
         for k, p in m.named_parameters().items():
             p -= lr * g[k]
     return grads_per_update, _params(m)
+
+
+def window_loss_function(model, loss, x, y, k1, k2, update, lr, weights=None, resets=None):
+    """For update number ``update`` of TBPTT(k1, k2) with plain SGD at learning rate ``lr``,
+    return ``(f, theta)``: ``f(delta)`` is that update's objective recomputed from scratch
+    on the truncated graph, with every step of the window run with the parameters it used plus
+    ``delta`` (a dict of arrays), and the state entering the window held constant; ``theta``
+    the parameters of the update's own chunk. Its derivative in ``delta`` at 0 is the gradient
+    TBPTT must produce (the sum over all uses of each parameter)."""
+    grads, _ = tbptt_reference(model, loss, x, y, k1, k2, lr, weights, resets)
+    m = copy.deepcopy(model)
+    L, B = x.shape[0], x.shape[1]
+    w = np.ones((L, B)) if weights is None else np.asarray(weights, dtype=float)
+    r = np.zeros((L, B), bool) if resets is None else np.asarray(resets, bool)
+    # replay the parameter trajectory and the forward pass to get states and step parameters
+    states, step_params, state = [None] * L, [None] * L, None
+    chunks = [(a, min(a + k1, L)) for a in range(0, L, k1)]
+    for j, (a, b) in enumerate(chunks):
+        theta = _params(m)
+        for t in range(a, b):
+            states[t], step_params[t] = state, theta
+            _, state, _ = m.forward(x[t:t + 1], state, r[t:t + 1])
+        if j == update:
+            break
+        for k, p in m.named_parameters().items():
+            p -= lr * grads[j][k]
+    a, b = chunks[update]
+    w0 = _window_start(a, b, k1, k2)
+
+    def f(delta):
+        s, outs = states[w0], {}
+        for t in range(w0, b):
+            _load(m, {k: v + delta[k] for k, v in step_params[t].items()})
+            outs[t], s, _ = m.forward(x[t:t + 1], s, r[t:t + 1])
+        # steps of the chunk before the window still count in the loss, but as constants
+        s = states[a]
+        for t in range(a, w0):
+            _load(m, step_params[t])
+            outs[t], s, _ = m.forward(x[t:t + 1], s, r[t:t + 1])
+        return loss.value(np.concatenate([outs[t] for t in range(a, b)]), y[a:b], w[a:b])
+
+    return f, step_params[a]
+
+
+def finite_difference_gradient(f, shapes, eps=1e-3):
+    """Fourth-order central differences of ``f(delta)`` at delta = 0, for every entry."""
+    zero = {k: np.zeros(s) for k, s in shapes.items()}
+    out = {}
+    for k, s in shapes.items():
+        g = np.zeros(s)
+        for i in np.ndindex(s):
+            vals = []
+            for step in (-2, -1, 1, 2):
+                d = dict(zero)
+                d[k] = np.zeros(s)
+                d[k][i] = step * eps
+                vals.append(f(d))
+            g[i] = (vals[0] - 8 * vals[1] + 8 * vals[2] - vals[3]) / (12 * eps)
+        out[k] = g
+    return out

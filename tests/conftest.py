@@ -1,0 +1,28 @@
+import numpy as np
+import pytest
+
+import bptt
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+CELLS = {
+    "elman-tanh": lambda d, h: bptt.Elman(d, h),
+    "elman-relu": lambda d, h: bptt.Elman(d, h, nonlinearity="relu"),
+    "lstm": lambda d, h: bptt.LSTM(d, h),
+    "gru": lambda d, h: bptt.GRU(d, h),
+}
+
+
+def make_cell(kind, d, h, use_kernels=True):
+    c = CELLS[kind](d, h)
+    c.use_kernels = use_kernels
+    return c
+
+
+def token_model(kind, V=7, E=5, H=6, seed=0, use_kernels=True, dtype=np.float64):
+    return bptt.Sequential([bptt.Embedding(V, E), make_cell(kind, E, H, use_kernels),
+                            bptt.Dense(H, V)], dtype=dtype, seed=seed)
