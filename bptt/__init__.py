@@ -6,6 +6,7 @@ Arrays are time-major: inputs (T, B, D) or tokens (T, B), outputs (T, B, ...).
 from . import init
 from .bidirectional import Bidirectional
 from .cells import GRU, LSTM, Elman
+from .checkpoint import Checkpoint, load, save
 from .clip import (ClipGlobalNorm, ClipNormPerParameter, ClipStateGradient, ClipValue,
                    global_norm)
 from .errors import CheckpointError, NonFiniteError
@@ -21,10 +22,11 @@ from .value_and_grad import value_and_grad
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackwardContext", "Bidirectional", "BinaryCrossEntropyWithLogits", "Cell", "CheckpointError",
+    "BackwardContext", "Bidirectional", "BinaryCrossEntropyWithLogits", "Cell", "Checkpoint",
+    "CheckpointError",
     "ClipGlobalNorm", "ClipNormPerParameter", "ClipStateGradient", "ClipValue", "Dense",
     "Dropout", "Elman", "Embedding", "FitReport", "GRU", "GradcheckReport", "LSTM",
     "MeanSquaredError", "Module", "NonFiniteError", "ReLU", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "StepStats", "TBPTT", "Tanh", "Unroller", "global_norm",
-    "gradcheck", "init", "value_and_grad",
+    "gradcheck", "init", "load", "save", "value_and_grad",
 ]

@@ -124,6 +124,9 @@ class Bidirectional(Module):
         return dx_f + dx_b[::-1], ()
 
     # -- configuration ----------------------------------------------------------------------
+    def __repr__(self):
+        return f"Bidirectional({self.cells[0]!r}, merge={self.merge!r})"
+
     def get_config(self):
         return {"cell": module_config(self.cells[0]),
                 "backward_cell": module_config(self.cells[1]), "merge": self.merge}

@@ -103,6 +103,29 @@ class Module:
         for g in self.grads.values():
             g.fill(0)
 
+    def load_parameters(self, values):
+        """Copy ``values`` (a dict ``name -> array`` with exactly this model's names and shapes,
+        as ``named_parameters()`` gives, for example from PyTorch's ``state_dict()`` converted
+        to numpy) into the live parameter arrays. Nothing is changed unless all of them fit."""
+        params = self.named_parameters()
+        missing = [k for k in params if k not in values]
+        unexpected = [k for k in values if k not in params]
+        if missing or unexpected:
+            raise ValueError(f"parameter names do not match: missing {missing}, "
+                             f"unexpected {unexpected}")
+        arrays = {}
+        for k, p in params.items():
+            v = np.asarray(values[k])
+            if v.shape != p.shape:
+                raise ValueError(f"parameter '{k}': expected shape {p.shape}, got {v.shape}")
+            if not (np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer)):
+                raise TypeError(f"parameter '{k}': expected numbers, got dtype {v.dtype}")
+            if not np.isfinite(v).all():
+                raise ValueError(f"parameter '{k}' holds non-finite values")
+            arrays[k] = v
+        for k, p in params.items():
+            p[...] = arrays[k]
+
     def astype(self, dtype):
         """Cast parameters (and gradients) to ``dtype`` in place; returns self."""
         self._dtype = as_dtype(dtype)

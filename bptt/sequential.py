@@ -8,7 +8,7 @@ floats (T, B, D).
 
 import numpy as np
 
-from ._validate import as_dtype, bool_mask, float_sequence
+from ._validate import as_dtype, bool_mask, float_sequence, token_sequence
 from .layers import Embedding
 from .module import Module, module_config, module_from_config
 
@@ -146,7 +146,7 @@ class Sequential(Module):
             if not np.issubdtype(x.dtype, np.integer):
                 raise TypeError(f"the model starts with {self.parts[0]!r} and takes integer "
                                 f"tokens (T, B), got dtype {x.dtype}")
-            return x
+            return token_sequence("tokens", x, self.parts[0].num_embeddings)
         first = self.parts[0]
         size = getattr(first, "input_size", getattr(first, "in_features", None))
         return float_sequence("x", x, self.dtype, ndim=3, last=size)
