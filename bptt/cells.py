@@ -11,7 +11,7 @@ give the same numbers, unless ``use_kernels`` is False.
 
 import numpy as np
 
-from . import init
+from . import _kernels, init
 from ._validate import choice, positive_float, positive_int
 from .layers import check_features
 from .module import Cell
@@ -98,6 +98,7 @@ class Elman(_GatedCell):
     Le, Jaitly & Hinton (2015). State: (h,)."""
 
     gates = 1
+    kernel = _kernels.elman
 
     def __init__(self, input_size, hidden_size, nonlinearity="tanh", dtype=np.float32,
                  seed=None, recurrent_init="orthogonal", spectral_radius=None):
@@ -140,6 +141,7 @@ class LSTM(_GatedCell):
     """
 
     gates = 4
+    kernel = _kernels.lstm
 
     def __init__(self, input_size, hidden_size, dtype=np.float32, seed=None,
                  recurrent_init="orthogonal", spectral_radius=None, forget_bias=1.0):
@@ -196,6 +198,7 @@ class GRU(_GatedCell):
     """
 
     gates = 3
+    kernel = _kernels.gru
 
     def step_forward(self, x_t, state):
         (h,) = state

@@ -1,0 +1,24 @@
+"""Compiled sequence kernels of the built-in cells (one module per cell).
+
+Each module offers ``forward(cell, x, state, resets) -> (y, final_state, cache)`` and
+``backward(cell, dy, dstate, cache, ctx) -> (dx, dstate0)`` with the same meaning and numbers as
+:class:`~bptt.unroll.Unroller` driving the cell's ``step_forward``/``step_backward``, but the
+whole time loop runs in compiled code:
+
+- the input projection of all T steps is one GEMM in numpy before the loop;
+- the compiled loop does the recurrent product ``h_{t-1} @ W_hh^T`` (numba's ``np.dot``, i.e.
+  BLAS, into a preallocated buffer) and the elementwise gate work, allocating nothing;
+- backward computes the pre-activation gradients step by step in a compiled loop (with the
+  recurrent product ``da_t @ W_hh``, resets and state-gradient clipping), then the weight
+  gradients and ``dx`` of all T steps are each one GEMM in numpy.
+
+Caches hold arrays indexed by time on axis 0 (exactly T entries each) plus ``"resets"`` (T, B),
+so :func:`bptt.module.slice_cache` cuts them like any other cache. Activation derivatives are
+taken from stored outputs (tanh' = 1 - y^2, sigmoid' = y (1 - y)).
+
+The kernel modules must not import :mod:`bptt.cells` (cells.py imports them).
+"""
+
+from . import elman, gru, lstm
+
+__all__ = ["elman", "gru", "lstm"]
