@@ -3,7 +3,7 @@
 Arrays are time-major: inputs (T, B, D) or tokens (T, B), outputs (T, B, ...).
 """
 
-from . import init
+from . import init, optim
 from .bidirectional import Bidirectional
 from .cells import GRU, LSTM, Elman
 from .checkpoint import Checkpoint, load, save
@@ -28,5 +28,5 @@ __all__ = [
     "Dropout", "Elman", "Embedding", "FitReport", "GRU", "GradcheckReport", "LSTM",
     "MeanSquaredError", "Module", "NonFiniteError", "ReLU", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "StepStats", "TBPTT", "Tanh", "Unroller", "global_norm",
-    "gradcheck", "init", "load", "save", "value_and_grad",
+    "gradcheck", "init", "load", "optim", "save", "value_and_grad",
 ]

@@ -123,10 +123,12 @@ class TBPTT:
                              "use k1=None and k2=None (one chunk per step call)")
         self._params = model.named_parameters()
         self._grads = model.named_grads()
-        missing = set(self._params) - set(getattr(optimizer, "params", self._params))
+        held = getattr(optimizer, "params", self._params)
+        missing = [k for k, p in self._params.items() if held.get(k) is not p]
         if missing:
-            raise ValueError(f"the optimizer does not hold the model's parameters "
-                             f"{sorted(missing)}; build it from model.named_parameters()")
+            raise ValueError(f"the optimizer does not hold the model's live parameter arrays "
+                             f"{missing}; build it from model.named_parameters() (after any "
+                             "astype, which replaces the arrays)")
         self.reset_state()
         self._pending = 0
 
