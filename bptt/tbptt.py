@@ -81,13 +81,15 @@ class FitReport(StepStats):
 
 
 class _Segment:
-    """The kept forward pass of an earlier chunk: its cache, where it starts in the stream, and
-    the parameter values it ran with (None while they are still the live ones)."""
+    """The kept forward pass of an earlier chunk: its cache, where it starts in the stream, the
+    parameter values it ran with (None while they are still the live ones), and what rebuilds
+    the cache after a restart (its input, resets, entering state and random state)."""
 
-    __slots__ = ("cache", "start", "length", "params")
+    __slots__ = ("cache", "start", "length", "params", "x", "resets", "state_in", "rng_in")
 
-    def __init__(self, cache, start, length):
+    def __init__(self, cache, start, length, x, resets, state_in, rng_in):
         self.cache, self.start, self.length, self.params = cache, start, length, None
+        self.x, self.resets, self.state_in, self.rng_in = x, resets, state_in, rng_in
 
 
 class TBPTT:
@@ -138,6 +140,68 @@ class TBPTT:
         self.state = None
         self.position = 0
         self._history = []
+
+    def state_dict(self):
+        """What a checkpoint needs to continue the stream exactly: the position, the carried
+        state, the pending accumulated gradient, and the kept overlap (k2 > k1) as the inputs,
+        entering state, random state and parameters that rebuild it. A dict of numbers, lists
+        and numpy arrays (``bptt.save(..., trainer=engine.state_dict())`` stores it)."""
+        snapshots, history = [], []
+        for seg in self._history:
+            if seg.params is not None and not any(seg.params is p for p in snapshots):
+                snapshots.append(seg.params)
+            history.append({
+                "start": seg.start, "length": seg.length, "x": seg.x,
+                "resets": seg.resets, "state_in": _flatten_state(seg.state_in),
+                "rng_in": seg.rng_in,
+                "params": next((i for i, p in enumerate(snapshots) if p is seg.params), None)})
+        return {"position": self.position, "state": _flatten_state(self.state),
+                "pending": self._pending,
+                "pending_grads": ({k: g.copy() for k, g in self._grads.items()}
+                                  if self._pending else None),
+                "snapshots": snapshots, "history": history}
+
+    def load_state_dict(self, sd):
+        """Restore what :meth:`state_dict` saved (into an engine over the same model
+        architecture); the kept overlap is rebuilt by re-running its forward pass with the
+        parameters and random state it first ran with, so it is the same to the last bit."""
+        model = self.model
+        try:
+            position, pending = int(sd["position"]), int(sd["pending"])
+            state = _unflatten_state(sd["state"], model)
+            snapshots = [{k: np.array(v[k], dtype=p.dtype) for k, p in self._params.items()}
+                         for v in sd["snapshots"]]
+            history = [(h, _unflatten_state(h["state_in"], model),
+                        None if h["params"] is None else snapshots[h["params"]])
+                       for h in sd["history"]]
+            pending_grads = ({k: np.asarray(sd["pending_grads"][k]) for k in self._grads}
+                             if pending else None)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise ValueError(f"not a TBPTT state_dict for this model: {e!r}") from None
+        rng_now, was_training = model.get_rng_state(), model.training
+        live = {k: p.copy() for k, p in self._params.items()}
+        segments = []
+        try:
+            model.train(True)
+            for h, seg_state, params in history:
+                _load(self._params, live if params is None else params)
+                if h["rng_in"] is not None:
+                    model.set_rng_state(h["rng_in"])
+                resets = None if h["resets"] is None else np.asarray(h["resets"], bool)
+                _, _, cache = model.forward(np.asarray(h["x"]), seg_state, resets)
+                seg = _Segment(cache, int(h["start"]), int(h["length"]), h["x"], resets,
+                               seg_state, h["rng_in"])
+                seg.params = params
+                segments.append(seg)
+        finally:
+            _load(self._params, live)
+            model.set_rng_state(rng_now)
+            model.train(was_training)
+        self.position, self.state, self._history = position, state, segments
+        self._pending = pending
+        if pending:
+            for k, g in self._grads.items():
+                g[...] = pending_grads[k]
 
     @property
     def overlap(self):
@@ -234,7 +298,7 @@ class TBPTT:
         """One chunk: forward, loss, backward through the window, guard, clip, update."""
         model, n = self.model, x.shape[0]
         saved = (self.state, self.position, list(self._history), model.get_rng_state())
-        start = self.position
+        start, state_in = self.position, self.state
         out, new_state, cache = model.forward(x, self.state, resets)
         value, dout = self.loss(out, y, weights)
         weight = (self.loss.total_weight(out, y, weights) if self.loss.reduction == "mean"
@@ -269,7 +333,7 @@ class TBPTT:
 
         self.state = new_state
         self.position = start + n
-        self._remember(cache, start, n)
+        self._remember(_Segment(cache, start, n, x, resets, state_in, saved[3]))
         self._pending += 1
         if self._pending == self.accumulate:
             self._snapshot_history()
@@ -317,12 +381,12 @@ class TBPTT:
                 _load(self._params, live)
         return dstate
 
-    def _remember(self, cache, start, n):
+    def _remember(self, segment):
         """Keep the chunk's forward pass if later windows reach back into it."""
         reach = self.overlap
         if reach == 0:
             return
-        self._history.append(_Segment(cache, start, n))
+        self._history.append(segment)
         if reach is not None:
             while self._history and sum(s.length for s in self._history[1:]) >= reach:
                 self._history.pop(0)
@@ -401,6 +465,25 @@ class TBPTT:
             probe = np.broadcast_to(np.zeros((), model.dtype), (T, B, out_features))
             y = self.loss._check_target(probe, y)
         return x, y, weights, resets
+
+
+def _flatten_state(state):
+    """A model state (tuples of arrays, one tuple per part) as a list of lists of arrays."""
+    if state is None:
+        return None
+    return [[np.asarray(a) for a in part] if isinstance(part, tuple) else np.asarray(part)
+            for part in state]
+
+
+def _unflatten_state(flat, model):
+    if flat is None:
+        return None
+    state = tuple(tuple(np.asarray(a) for a in part) if isinstance(part, (list, tuple))
+                  else np.asarray(part) for part in flat)
+    # validate against the model (shape, dtype) with the batch size the state holds
+    batch = next((a.shape[0] for part in state for a in (part if isinstance(part, tuple)
+                                                         else (part,))), None)
+    return state if batch is None else model.check_state(state, batch)
 
 
 def _safe_norm(grads):
