@@ -106,10 +106,16 @@ class TBPTT:
     on_nonfinite: "skip" (default: warn, skip the update, leave parameters and optimizer
         untouched) or "raise" (raise :class:`~bptt.NonFiniteError` and restore the engine to
         its state before the chunk).
+    reducer: for data-parallel training, an object that combines each chunk's gradient across
+        processes before the guard, clipping and update: ``reducer.reduce(grads, loss, weight)
+        -> (loss, weight, failed_elsewhere)`` replaces ``grads`` in place by the gradient of the
+        global mean loss and returns the global loss and weight; ``reducer.abort()`` is called
+        instead when this process fails during the chunk, so the others are not left waiting
+        (see :mod:`bptt.distributed`).
     """
 
     def __init__(self, model, loss, optimizer, k1, k2=_SAME, clip=None, accumulate=1,
-                 on_nonfinite="skip"):
+                 on_nonfinite="skip", reducer=None):
         self.model = check_model(model)
         self.loss = loss
         self.optimizer = optimizer
@@ -120,6 +126,7 @@ class TBPTT:
         self.state_clip, self.clips = as_clip_list(clip)
         self.accumulate = positive_int("accumulate", accumulate)
         self.on_nonfinite = choice("on_nonfinite", on_nonfinite, {"skip", "raise"})
+        self.reducer = reducer
         if not getattr(model, "supports_truncation", True) and not (k1 is None and k2 is None):
             raise ValueError(f"{model!r} holds a Bidirectional part, which needs whole sequences: "
                              "use k1=None and k2=None (one chunk per step call)")
@@ -299,18 +306,36 @@ class TBPTT:
         model, n = self.model, x.shape[0]
         saved = (self.state, self.position, list(self._history), model.get_rng_state())
         start, state_in = self.position, self.state
-        out, new_state, cache = model.forward(x, self.state, resets)
-        value, dout = self.loss(out, y, weights)
-        weight = (self.loss.total_weight(out, y, weights) if self.loss.reduction == "mean"
-                  else 1.0)
-        if self._pending == 0:
-            model.zero_grad()
-        ctx = BackwardContext(None if self.state_clip is None else self.state_clip.value)
-        window = self._window(cache, dout, n, start)
-        self._backward(window, ctx)
+        pending_sum = None
+        if self.reducer is not None and self._pending:
+            # the reducer combines this chunk's gradient alone; the pending sum waits aside
+            pending_sum = {k: g.copy() for k, g in self._grads.items()}
+        try:
+            out, new_state, cache = model.forward(x, self.state, resets)
+            value, dout = self.loss(out, y, weights)
+            weight = (self.loss.total_weight(out, y, weights) if self.loss.reduction == "mean"
+                      else 1.0)
+            if self._pending == 0 or pending_sum is not None:
+                model.zero_grad()
+            ctx = BackwardContext(None if self.state_clip is None else self.state_clip.value)
+            window = self._window(cache, dout, n, start)
+            self._backward(window, ctx)
+        except BaseException:
+            if self.reducer is not None:
+                self.reducer.abort()  # the other ranks must not wait for this one
+            self._restore(saved, pending_sum)
+            raise
         if self.state_clip is not None:
             self.state_clip.fired += ctx.state_clip_fired
             self.state_clip.calls += 1
+        if self.reducer is not None:
+            value, weight, failed = self.reducer.reduce(self._grads, value, weight)
+            if failed:
+                self._restore(saved, pending_sum)
+                raise RuntimeError("another rank failed during this chunk; every rank stops")
+            if pending_sum is not None:
+                for k, g in self._grads.items():
+                    g += pending_sum[k]
 
         result = {"loss": value, "weight": weight, "updated": False, "nonfinite": None,
                   "norm": math.nan, "norm_clipped": math.nan, "start": start, "steps": n}
@@ -321,8 +346,7 @@ class TBPTT:
             model.zero_grad()
             self._pending = 0
             if self.on_nonfinite == "raise":
-                self.state, self.position, self._history = saved[0], saved[1], saved[2]
-                model.set_rng_state(saved[3])
+                self._restore(saved, None)
                 raise problem
             warnings.warn(str(problem), RuntimeWarning, stacklevel=3)
             result["nonfinite"] = str(problem)
@@ -344,6 +368,14 @@ class TBPTT:
             self._pending = 0
             result.update(updated=True, norm=norm, norm_clipped=clipped)
         return result
+
+    def _restore(self, saved, pending_sum):
+        """Put the stream (and the pending gradient, if it was set aside) back as it was."""
+        self.state, self.position, self._history = saved[0], saved[1], saved[2]
+        self.model.set_rng_state(saved[3])
+        if pending_sum is not None:
+            for k, g in self._grads.items():
+                g[...] = pending_sum[k]
 
     # -- the window -------------------------------------------------------------------------
     def _window(self, cache, dout, n, start):

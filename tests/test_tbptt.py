@@ -324,3 +324,53 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="integer tokens"):
         trainer.step(np.zeros((4, 2)), np.zeros((4, 2), int))
     assert opt.seen == [] and trainer.position == 0
+
+
+class OneRankReducer:
+    """The reducer protocol with a single participant: sums over one rank."""
+
+    def __init__(self, fail_at=None):
+        self.calls, self.aborted, self.fail_at = 0, 0, fail_at
+
+    def reduce(self, grads, value, weight):
+        self.calls += 1
+        return value, weight, self.calls == self.fail_at
+
+    def abort(self):
+        self.aborted += 1
+
+
+@pytest.mark.parametrize("accumulate", [1, 3])
+def test_reducer_hook_is_neutral_with_one_rank(accumulate, rng):
+    model = token_model("gru")
+    x, y = stream(rng, L=12)
+    loss = bptt.SoftmaxCrossEntropy()
+    a, b = copy.deepcopy(model), copy.deepcopy(model)
+    opt_a = RecordingSGD(a.named_parameters(), 0.1)
+    opt_b = RecordingSGD(b.named_parameters(), 0.1)
+    bptt.TBPTT(a, loss, opt_a, k1=2, accumulate=accumulate).fit(x, y)
+    reducer = OneRankReducer()
+    bptt.TBPTT(b, loss, opt_b, k1=2, accumulate=accumulate, reducer=reducer).fit(x, y)
+    assert reducer.calls == 6
+    for ga, gb in zip(opt_a.seen, opt_b.seen):
+        assert_grads_equal(ga, gb)
+
+
+def test_reducer_failure_elsewhere_and_here(rng):
+    model = token_model("gru")
+    x, y = stream(rng, L=8)
+    opt = RecordingSGD(model.named_parameters(), 0.1)
+    reducer = OneRankReducer(fail_at=2)
+    trainer = bptt.TBPTT(model, bptt.SoftmaxCrossEntropy(), opt, k1=4, reducer=reducer)
+    with pytest.raises(RuntimeError, match="another rank failed"):
+        trainer.step(x, y)
+    assert len(opt.seen) == 1 and trainer.position == 4
+
+    class Boom(bptt.SoftmaxCrossEntropy):
+        def __call__(self, *a, **k):
+            raise MemoryError("out of memory")
+
+    trainer = bptt.TBPTT(model, Boom(), opt, k1=4, reducer=reducer)
+    with pytest.raises(MemoryError):
+        trainer.step(x, y)
+    assert reducer.aborted == 1 and trainer.position == 0
