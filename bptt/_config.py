@@ -5,7 +5,9 @@ package directory is read-only, numba falls back to ``NUMBA_CACHE_DIR``; if that
 point it at a per-user cache directory before numba is imported.
 
 fastmath is limited to flags that keep NaN and Inf semantics (no ``nnan``/``ninf``), so the
-non-finite guard can still see them.
+non-finite guard can still see them, and leaves out ``reassoc``, which would let LLVM regroup
+the float32 approximations of ``bptt._kernels.fastmath`` (the Cody-Waite split of exp, the
+two-factor 2^n) and lose their accuracy.
 """
 
 import os
@@ -20,7 +22,7 @@ if "NUMBA_CACHE_DIR" not in os.environ and not os.access(_PKG_DIR, os.W_OK):
 
 import numba  # noqa: E402  (must come after NUMBA_CACHE_DIR is settled)
 
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+FASTMATH = {"nsz", "arcp", "contract", "afn"}
 CACHE = True
 
 
@@ -29,4 +31,7 @@ def njit(*args, **kwargs):
     kwargs.setdefault("cache", CACHE)
     kwargs.setdefault("fastmath", FASTMATH)
     kwargs.setdefault("nogil", True)
+    # numpy's error model: x / 0 gives inf or NaN instead of raising, which the non-finite
+    # guard reports, and which lets loops with a division be vectorised
+    kwargs.setdefault("error_model", "numpy")
     return numba.njit(*args, **kwargs)

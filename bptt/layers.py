@@ -6,6 +6,7 @@ Inputs are time-major: ``(T, B, D)`` floats, or ``(T, B)`` integer tokens for Em
 import numpy as np
 
 from . import init
+from ._kernels import layers as _kernels
 from ._validate import positive_int, positive_float, token_sequence
 from .module import Module
 
@@ -42,20 +43,24 @@ class Dense(Module):
 
     def forward(self, x, state=None, resets=None):
         x = check_features(self, x, self.in_features)
-        y = x @ self.params["weight"].T
-        if self.bias:
-            y += self.params["bias"]
+        p = self.params
+        y = np.empty(x.shape[:-1] + (self.out_features,), dtype=self.dtype)
+        _kernels.dense_forward(x.reshape(-1, self.in_features), p["weight"],
+                               p.get("bias", p["weight"][0]), self.bias,
+                               y.reshape(-1, self.out_features))
         return y, (), {"x": x}
 
     def backward(self, dy, dstate, cache, ctx=None):
         if dy is None:
             return None, ()
-        x = cache["x"]
-        dy2 = dy.reshape(-1, self.out_features)
-        self.grads["weight"] += dy2.T @ x.reshape(-1, self.in_features)
-        if self.bias:
-            self.grads["bias"] += dy2.sum(axis=0)
-        return dy @ self.params["weight"], ()
+        x, p, g = cache["x"], self.params, self.grads
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        dx = np.empty(x.shape, dtype=self.dtype)
+        _kernels.dense_backward(dy.reshape(-1, self.out_features),
+                                x.reshape(-1, self.in_features), p["weight"], g["weight"],
+                                g.get("bias", g["weight"][0]), self.bias,
+                                dx.reshape(-1, self.in_features))
+        return dx, ()
 
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,
@@ -85,8 +90,9 @@ class Embedding(Module):
     def backward(self, dy, dstate, cache, ctx=None):
         if dy is None:
             return None, ()
-        x = cache["x"]
-        np.add.at(self.grads["weight"], x.ravel(), dy.reshape(-1, self.embedding_dim))
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        _kernels.embedding_backward(cache["x"].reshape(-1), dy.reshape(-1, self.embedding_dim),
+                                    self.grads["weight"])
         return None, ()
 
     def get_config(self):

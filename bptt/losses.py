@@ -9,6 +9,7 @@ unmasked positions for a 0/1 mask, as PyTorch's ``ignore_index`` does); with ``"
 
 import numpy as np
 
+from ._kernels import layers as _layer_kernels
 from ._validate import choice, weight_mask
 
 
@@ -22,11 +23,15 @@ class Loss:
         y = self._check_output(y)
         target = self._check_target(y, target)
         w = self._weights(y, target, weights)
-        losses, dl = self._losses_and_grads(y, target)
         scale = self._scale(w)
-        value = float(np.sum(w * losses, dtype=np.float64) * scale)
+        total, dl = self._weighted_value_and_grad(y, target, w, scale)
+        return total * scale, dl
+
+    def _weighted_value_and_grad(self, y, target, w, scale):
+        """(sum(w * l) as a float, d(scale * sum(w * l)) / dy)."""
+        losses, dl = self._losses_and_grads(y, target)
         dl *= (w * y.dtype.type(scale))[..., None]
-        return value, dl
+        return float(np.sum(w * losses, dtype=np.float64)), dl
 
     def value(self, y, target, weights=None):
         """The loss alone (no gradient)."""
@@ -122,6 +127,16 @@ class SoftmaxCrossEntropy(Loss):
         shifted, _, s = self._log_softmax_parts(y)
         picked = np.take_along_axis(shifted, self._safe_target(target)[..., None], -1)[..., 0]
         return np.log(s) - picked
+
+    def _weighted_value_and_grad(self, y, target, w, scale):
+        T, B, V = y.shape
+        logits = np.ascontiguousarray(y).reshape(T * B, V)
+        grad = np.empty_like(logits)
+        total = _layer_kernels.softmax_cross_entropy(
+            logits, np.ascontiguousarray(self._safe_target(target), dtype=np.int64).reshape(-1),
+            np.ascontiguousarray(w, dtype=y.dtype).reshape(-1), scale,
+            np.empty(T * B, dtype=y.dtype), grad)
+        return total, grad.reshape(T, B, V)
 
     def _losses_and_grads(self, y, target):
         shifted, e, s = self._log_softmax_parts(y)

@@ -2,8 +2,13 @@
 
 Everything handed to a compiled kernel is normalised here to the cell's dtype, C order and
 writeable, so each kernel compiles once per dtype. Inside kernels, float constants are made
-with ``arr.dtype.type(0)``/``(1)`` (and ``one / (one + one)`` for 1/2), never as literals: numba
-types ``1 - y`` and ``0.5 * y`` as float64 even when ``y`` is float32.
+with ``arr.dtype.type(0)``/``(1)``, never as literals: numba types ``1 - y`` and ``0.5 * y`` as
+float64 even when ``y`` is float32.
+
+Every matrix product of the built-in parts goes through numba's ``np.dot`` (scipy's BLAS),
+never numpy's ``@``: numpy and scipy each bundle their own OpenBLAS, and when both are used in
+turn, the idle threads of one spin while the other works, which made training steps several
+times slower on a 2-core machine.
 """
 
 import numpy as np
@@ -14,16 +19,6 @@ from .._config import njit
 def kernel_array(a, dtype):
     """``a`` as a C-contiguous, writeable array of ``dtype`` (copied only if needed)."""
     return np.require(a, dtype=dtype, requirements=["C", "W"])
-
-
-def input_projection(x, weight_ih, bias):
-    """``x @ W_ih^T + bias`` for all steps at once: x (T, B, D) -> (T, B, G*H), one GEMM.
-
-    Returns a fresh C-contiguous array (the kernels overwrite it in place)."""
-    T, B, D = x.shape
-    out = x.reshape(T * B, D) @ weight_ih.T
-    out += bias
-    return out.reshape(T, B, weight_ih.shape[0])
 
 
 def clip_value(ctx, dtype):
@@ -66,31 +61,6 @@ def state_gradient(cell, dstate, B):
     return tuple(out)
 
 
-def input_gradients(cell, da, x):
-    """Add the gradients of ``weight_ih`` and ``bias_ih`` of all steps (one GEMM) and return
-    ``(dx, bias_sum)``: da (T, B, G*H) the gradient of the input pre-activations, x (T, B, D);
-    dx (T, B, D) is one GEMM too."""
-    T, B, GH = da.shape
-    g = cell.grads
-    da2 = da.reshape(T * B, GH)
-    dx = (da2 @ cell.params["weight_ih"]).reshape(T, B, -1)
-    g["weight_ih"] += da2.T @ x.reshape(T * B, -1)
-    bias_sum = da2.sum(axis=0)
-    g["bias_ih"] += bias_sum
-    return dx, bias_sum
-
-
-def recurrent_gradients(cell, da, h_prev, bias_sum=None):
-    """Add the gradients of ``weight_hh`` and ``bias_hh`` of all steps (one GEMM): da (T, B, G*H)
-    the gradient of the recurrent pre-activations, h_prev (T, B, H); bias_sum: da summed over
-    steps and batch if already known."""
-    T, B, GH = da.shape
-    g = cell.grads
-    da2 = da.reshape(T * B, GH)
-    g["weight_hh"] += da2.T @ h_prev.reshape(T * B, -1)
-    g["bias_hh"] += da2.sum(axis=0) if bias_sum is None else bias_sum
-
-
 @njit
 def load_state(dst, src, reset):
     """dst[b] = src[b], or zeros where reset[b] (the state entering a step)."""
@@ -131,3 +101,62 @@ def clip_inplace(d, v):
                 d[b, j] = -v
                 changed = True
     return changed
+
+
+@njit
+def matmul_acc(a, b, out):
+    """out += a @ b (2-D, any of C/F layouts); one GEMM into a scratch array."""
+    tmp = np.empty_like(out)
+    np.dot(a, b, tmp)
+    out += tmp
+
+
+@njit
+def column_sums(a, out1, out2):
+    """Add the column sums of a (N, G) to out1 and, if out2 has entries, to out2; the sums are
+    accumulated in float64."""
+    acc = np.zeros(a.shape[1])
+    for r in range(a.shape[0]):
+        row = a[r]
+        for j in range(a.shape[1]):
+            acc[j] += row[j]
+    for j in range(a.shape[1]):
+        out1[j] += acc[j]
+    for j in range(out2.shape[0]):
+        out2[j] += acc[j]
+
+
+@njit
+def recurrent_product(h, w_hh, out):
+    """out = h @ W_hh^T for h (B, H), W_hh (G*H, H); a matrix-vector product when B = 1."""
+    if h.shape[0] == 1:
+        np.dot(w_hh, h[0], out[0])
+    else:
+        np.dot(h, w_hh.T, out)
+
+
+@njit
+def recurrent_gradient(da, w_hh, out):
+    """out = da @ W_hh for da (B, G*H), W_hh (G*H, H); a matrix-vector product when B = 1."""
+    if da.shape[0] == 1:
+        np.dot(da[0], w_hh, out[0])
+    else:
+        np.dot(da, w_hh, out)
+
+
+@njit
+def weight_gradients(da_i, da_h, x, h_prev, w_ih, g_w_ih, g_w_hh, g_b_ih, g_b_hh, dx):
+    """After the time loop, for all T steps at once: add dW_ih = da_i^T x, dW_hh = da_h^T h_prev
+    (one GEMM each) and the bias gradients, and set dx = da_i W_ih. da_i, da_h (T, B, G*H) are
+    the gradients of the input-side and recurrent-side pre-activations (the same array except
+    in the GRU), x (T, B, D), h_prev (T, B, H)."""
+    T, B, G = da_i.shape
+    ai, ah = da_i.reshape(T * B, G), da_h.reshape(T * B, G)
+    matmul_acc(ai.T, x.reshape(T * B, x.shape[2]), g_w_ih)
+    matmul_acc(ah.T, h_prev.reshape(T * B, h_prev.shape[2]), g_w_hh)
+    if da_i is da_h:
+        column_sums(ai, g_b_ih, g_b_hh)
+    else:
+        column_sums(ai, g_b_ih, g_b_ih[:0])
+        column_sums(ah, g_b_hh, g_b_hh[:0])
+    np.dot(ai, w_ih, dx.reshape(T * B, dx.shape[2]))

@@ -9,59 +9,66 @@ import numpy as np
 
 from .._config import njit
 from . import _common
-from ._common import clip_inplace, load_state, reset_rows
+from ._common import (clip_inplace, load_state, recurrent_gradient, recurrent_product,
+                      reset_rows, weight_gradients)
+from .fastmath import tanh
 
 TANH, RELU = 0, 1
 
 
 @njit
-def _forward(y, h0, w_hh_t, resets, act, h_prev, buf):
-    """y (T, B, H) holds the input projection on entry and the outputs on exit.
-
-    h0 (B, H) the initial state; w_hh_t (H, H) = W_hh^T (C order); resets (T, B);
-    h_prev (T, B, H) filled with the state entering each step; buf (B, H) scratch."""
+def _forward(x, w_ih, w_hh, bias, h0, resets, act, h_prev, y, buf):
+    """x (T, B, D); w_ih (H, D), w_hh (H, H), bias (H,) = b_ih + b_hh; h0 (B, H); resets
+    (T, B); fills h_prev (T, B, H) with the state entering each step and y (T, B, H) with the
+    outputs; buf (B, H) scratch."""
     T, B, H = y.shape
     zero = y.dtype.type(0)
+    np.dot(x.reshape(T * B, x.shape[2]), w_ih.T, y.reshape(T * B, H))  # all steps at once
     for t in range(T):
         hp = h_prev[t]
         load_state(hp, h0 if t == 0 else y[t - 1], resets[t])
-        np.dot(hp, w_hh_t, buf)
-        yt = y[t]
+        recurrent_product(hp, w_hh, buf)
         for b in range(B):
-            for j in range(H):
-                a = yt[b, j] + buf[b, j]
-                if act == RELU:
-                    yt[b, j] = zero if a < zero else a  # keeps NaN, like np.maximum
-                else:
-                    yt[b, j] = np.tanh(a)
+            yb, r = y[t, b], buf[b]
+            if act == RELU:
+                for j in range(H):
+                    a = yb[j] + r[j] + bias[j]
+                    yb[j] = zero if a < zero else a  # keeps NaN, like np.maximum
+            else:
+                for j in range(H):
+                    yb[j] = tanh(yb[j] + r[j] + bias[j])
 
 
 @njit
-def _backward(dy, h, w_hh, resets, act, clip, dh, da):
-    """dy (T, B, H), or (0, B, H) for zeros; h (T, B, H) the outputs; w_hh (H, H);
-    dh (B, H) the final-state gradient on entry, the initial-state gradient on exit;
-    da (T, B, H) filled with the pre-activation gradients. Returns the clip count."""
+def _backward(dy, x, w_ih, w_hh, h, h_prev, resets, act, clip, dh, da, dx,
+              g_w_ih, g_w_hh, g_b_ih, g_b_hh):
+    """dy (T, B, H), or (0, B, H) for zeros; x, h (the outputs), h_prev from the cache; dh (B, H)
+    the final-state gradient on entry, the initial-state gradient on exit; fills da (T, B, H)
+    with the pre-activation gradients and dx (T, B, D); adds the parameter gradients into g_*.
+    Returns the number of steps at which the state clip fired."""
     T, B, H = h.shape
     one, zero = h.dtype.type(1), h.dtype.type(0)
     has_dy = dy.shape[0] != 0
     do_clip = np.isfinite(clip)
     fired = 0
     for t in range(T - 1, -1, -1):
-        dat, ht = da[t], h[t]
         for b in range(B):
-            for j in range(H):
-                g = dh[b, j]
-                if has_dy:
-                    g += dy[t, b, j]
-                v = ht[b, j]
-                if act == RELU:
-                    dat[b, j] = g * (one if v > zero else zero)
-                else:
-                    dat[b, j] = g * (one - v * v)
-        np.dot(dat, w_hh, dh)
+            d, hb, dhb = da[t, b], h[t, b], dh[b]
+            if has_dy:
+                dyb = dy[t, b]
+                for j in range(H):
+                    dhb[j] += dyb[j]
+            if act == RELU:
+                for j in range(H):
+                    d[j] = dhb[j] * (one if hb[j] > zero else zero)
+            else:
+                for j in range(H):
+                    d[j] = dhb[j] * (one - hb[j] * hb[j])
+        recurrent_gradient(da[t], w_hh, dh)
         reset_rows(dh, resets[t])
         if do_clip and clip_inplace(dh, clip):
             fired += 1
+    weight_gradients(da, da, x, h_prev, w_ih, g_w_ih, g_w_hh, g_b_ih, g_b_hh, dx)
     return fired
 
 
@@ -69,29 +76,29 @@ def forward(cell, x, state, resets):
     p, dt = cell.params, cell.dtype
     T, B, _ = x.shape
     H = cell.hidden_size
-    y = _common.input_projection(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"])
-    h0 = _common.kernel_array(state[0], dt)
-    h_prev = np.empty((T, B, H), dtype=dt)
+    h_prev, y = np.empty((T, B, H), dtype=dt), np.empty((T, B, H), dtype=dt)
     act = RELU if cell.nonlinearity == "relu" else TANH
-    _forward(y, h0, np.ascontiguousarray(p["weight_hh"].T), _common.kernel_array(resets, bool),
-             act, h_prev, np.empty((B, H), dtype=dt))
+    h0 = _common.kernel_array(state[0], dt)
+    _forward(x, p["weight_ih"], p["weight_hh"], p["bias_ih"] + p["bias_hh"], h0,
+             _common.kernel_array(resets, bool), act, h_prev, y, np.empty((B, H), dtype=dt))
     final = y[T - 1].copy() if T else h0.copy()
     cache = {"x": x, "h_prev": h_prev, "h": y, "resets": resets}
     return y, (final,), cache
 
 
 def backward(cell, dy, dstate, cache, ctx=None):
-    resets, h = cache["resets"], cache["h"]
+    resets = cache["resets"]
     T, B = resets.shape
-    dt = cell.dtype
+    dt, p, g = cell.dtype, cell.params, cell.grads
     (dh,) = _common.state_gradient(cell, dstate, B)
+    x = _common.kernel_array(cache["x"], dt)
     da = np.empty((T, B, cell.hidden_size), dtype=dt)
+    dx = np.empty(x.shape, dtype=dt)
     act = RELU if cell.nonlinearity == "relu" else TANH
-    w_hh = _common.kernel_array(cell.params["weight_hh"], dt)
-    fired = _backward(_common.output_gradient(cell, dy, T, B), _common.kernel_array(h, dt), w_hh,
-                      _common.kernel_array(resets, bool), act, _common.clip_value(ctx, dt),
-                      dh, da)
+    k = _common.kernel_array
+    fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
+                      p["weight_hh"], k(cache["h"], dt), k(cache["h_prev"], dt),
+                      k(resets, bool), act, _common.clip_value(ctx, dt), dh, da, dx,
+                      g["weight_ih"], g["weight_hh"], g["bias_ih"], g["bias_hh"])
     _common.count_fired(ctx, fired)
-    dx, bias_sum = _common.input_gradients(cell, da, cache["x"])
-    _common.recurrent_gradients(cell, da, cache["h_prev"], bias_sum)
     return dx, (dh,)

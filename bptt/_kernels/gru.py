@@ -12,65 +12,84 @@ import numpy as np
 
 from .._config import njit
 from . import _common
-from ._common import clip_inplace, load_state, reset_rows
+from ._common import (clip_inplace, column_sums, load_state, matmul_acc, recurrent_gradient,
+                      recurrent_product, reset_rows)
+from .fastmath import sigmoid, tanh
 
 
 @njit
-def _forward(gates, h0, w_hh_t, b_hn, resets, h_prev, hn, y, buf):
-    """gates (T, B, 3H) holds ``W_ih x + b_ih`` (plus ``b_hh`` in the r and z blocks) on entry
-    and the activated r, z, n on exit. h0 (B, H) the initial state; w_hh_t (H, 3H) = W_hh^T
-    (C order); b_hn (H,); resets (T, B); fills h_prev, hn and y (T, B, H); buf (B, 3H)."""
+def _forward(x, w_ih, w_hh, b_ih, b_hh, h0, resets, gates, h_prev, hn, y, buf):
+    """x (T, B, D); w_ih (3H, D), w_hh (3H, H), b_ih, b_hh (3H,); h0 (B, H); resets (T, B).
+    Fills gates (T, B, 3H) with the activated r, z, n, h_prev, hn and y (T, B, H); buf (B, 3H)
+    scratch."""
     T, B, H = y.shape
     one = y.dtype.type(1)
-    half = one / (one + one)  # not dtype.type(0.5): no float64 constant at all
+    np.dot(x.reshape(T * B, x.shape[2]), w_ih.T, gates.reshape(T * B, 3 * H))
     for t in range(T):
         hp = h_prev[t]
         load_state(hp, h0 if t == 0 else y[t - 1], resets[t])
-        np.dot(hp, w_hh_t, buf)
-        gt, hnt, yt = gates[t], hn[t], y[t]
+        recurrent_product(hp, w_hh, buf)
         for b in range(B):
+            g, r, hnb, yb, hpb = gates[t, b], buf[b], hn[t, b], y[t, b], hp[b]
+            for j in range(2 * H):
+                g[j] = sigmoid(g[j] + b_ih[j] + r[j] + b_hh[j])
             for j in range(H):
-                r = (np.tanh((gt[b, j] + buf[b, j]) * half) + one) * half
-                z = (np.tanh((gt[b, H + j] + buf[b, H + j]) * half) + one) * half
-                hnv = buf[b, 2 * H + j] + b_hn[j]
-                n = np.tanh(gt[b, 2 * H + j] + r * hnv)
-                gt[b, j], gt[b, H + j], gt[b, 2 * H + j] = r, z, n
-                hnt[b, j] = hnv
-                yt[b, j] = (one - z) * n + z * hp[b, j]
+                hnv = r[2 * H + j] + b_hh[2 * H + j]
+                hnb[j] = hnv
+                g[2 * H + j] = tanh(g[2 * H + j] + b_ih[2 * H + j] + g[j] * hnv)
+            for j in range(H):
+                z = g[H + j]
+                yb[j] = (one - z) * g[2 * H + j] + z * hpb[j]
 
 
 @njit
-def _backward(dy, gates, hn, h_prev, w_hh, resets, clip, dh, dai, dah, tmp):
-    """dy (T, B, H), or (0, B, H) for zeros; gates (T, B, 3H), hn and h_prev (T, B, H) from the
-    cache; w_hh (3H, H); dh (B, H) the final-state gradient on entry, the initial-state gradient
-    on exit; dai (T, B, 3H) filled with the gradients of the input pre-activations
-    (dr, dz, dn); dah (B, 3H), tmp (B, H) scratch. Returns the clip count."""
+def _backward(dy, x, w_ih, w_hh, gates, hn, h_prev, resets, clip, dh, dai, dah, tmp, dx,
+              g_w_ih, g_w_hh, g_b_ih, g_b_hh):
+    """dy (T, B, H), or (0, B, H) for zeros; x, gates, hn, h_prev from the cache; dh (B, H) the
+    final-state gradient on entry, the initial-state gradient on exit; fills dai (T, B, 3H)
+    with the gradients of the input-side pre-activations (dr, dz, dn) and dx (T, B, D); dah
+    (B, 3H) and tmp (B, H) scratch; adds the parameter gradients into g_*. Returns the clip count."""
     T, B, H = hn.shape
     one = hn.dtype.type(1)
     has_dy = dy.shape[0] != 0
     do_clip = np.isfinite(clip)
     fired = 0
     for t in range(T - 1, -1, -1):
-        gt, dat, hnt, hpt = gates[t], dai[t], hn[t], h_prev[t]
         for b in range(B):
+            g, d, e, hnb, hpb, dhb = gates[t, b], dai[t, b], dah[b], hn[t, b], h_prev[t, b], dh[b]
+            if has_dy:
+                dyb = dy[t, b]
+                for j in range(H):
+                    dhb[j] += dyb[j]
             for j in range(H):
-                g = dh[b, j]
-                if has_dy:
-                    g += dy[t, b, j]
-                r, z, n = gt[b, j], gt[b, H + j], gt[b, 2 * H + j]
-                dn = g * (one - z) * (one - n * n)
-                dz = g * (hpt[b, j] - n) * z * (one - z)
-                dr = dn * hnt[b, j] * r * (one - r)
-                dat[b, j], dat[b, H + j], dat[b, 2 * H + j] = dr, dz, dn
-                dah[b, j], dah[b, H + j], dah[b, 2 * H + j] = dr, dz, dn * r
-                dh[b, j] = g * z
-        np.dot(dah, w_hh, tmp)
+                r, z, n, gh = g[j], g[H + j], g[2 * H + j], dhb[j]
+                dn = gh * (one - z) * (one - n * n)
+                dz = gh * (hpb[j] - n) * z * (one - z)
+                dr = dn * hnb[j] * r * (one - r)
+                d[j], d[H + j], d[2 * H + j] = dr, dz, dn
+                e[j], e[H + j], e[2 * H + j] = dr, dz, dn * r
+                dhb[j] = gh * z
+        # dh = dh * z (set above) + dah @ W_hh
+        recurrent_gradient(dah, w_hh, tmp)
         for b in range(B):
             for j in range(H):
                 dh[b, j] += tmp[b, j]
         reset_rows(dh, resets[t])
         if do_clip and clip_inplace(dh, clip):
             fired += 1
+    # input side: dW_ih, b_ih, dx from dai; then dai's n block becomes the recurrent side's
+    # (dn * r) in place, for dW_hh and b_hh: no second (T, B, 3H) array
+    TB = T * B
+    ai = dai.reshape(TB, 3 * H)
+    matmul_acc(ai.T, x.reshape(TB, x.shape[2]), g_w_ih)
+    column_sums(ai, g_b_ih, g_b_ih[:0])
+    np.dot(ai, w_ih, dx.reshape(TB, dx.shape[2]))
+    gr = gates.reshape(TB, 3 * H)
+    for i in range(TB):
+        for j in range(H):
+            ai[i, 2 * H + j] *= gr[i, j]
+    matmul_acc(ai.T, h_prev.reshape(TB, H), g_w_hh)
+    column_sums(ai, g_b_hh, g_b_hh[:0])
     return fired
 
 
@@ -78,35 +97,32 @@ def forward(cell, x, state, resets):
     p, dt = cell.params, cell.dtype
     T, B, _ = x.shape
     H = cell.hidden_size
-    bias = p["bias_ih"].copy()
-    bias[:2 * H] += p["bias_hh"][:2 * H]
-    gates = _common.input_projection(x, p["weight_ih"], bias)
     h0 = _common.kernel_array(state[0], dt)
+    gates = np.empty((T, B, 3 * H), dtype=dt)
     h_prev, hn, y = (np.empty((T, B, H), dtype=dt) for _ in range(3))
-    _forward(gates, h0, np.ascontiguousarray(p["weight_hh"].T),
-             np.ascontiguousarray(p["bias_hh"][2 * H:]), _common.kernel_array(resets, bool),
-             h_prev, hn, y, np.empty((B, 3 * H), dtype=dt))
+    _forward(x, p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"], h0,
+             _common.kernel_array(resets, bool), gates, h_prev, hn, y,
+             np.empty((B, 3 * H), dtype=dt))
     final = y[T - 1].copy() if T else h0.copy()
     cache = {"x": x, "h_prev": h_prev, "gates": gates, "hn": hn, "resets": resets}
     return y, (final,), cache
 
 
 def backward(cell, dy, dstate, cache, ctx=None):
-    resets, gates = cache["resets"], cache["gates"]
+    resets = cache["resets"]
     T, B = resets.shape
-    dt = cell.dtype
+    dt, p, g = cell.dtype, cell.params, cell.grads
     H = cell.hidden_size
     (dh,) = _common.state_gradient(cell, dstate, B)
+    x = _common.kernel_array(cache["x"], dt)
     dai = np.empty((T, B, 3 * H), dtype=dt)
+    dx = np.empty(x.shape, dtype=dt)
     k = _common.kernel_array
-    fired = _backward(_common.output_gradient(cell, dy, T, B), k(gates, dt), k(cache["hn"], dt),
-                      k(cache["h_prev"], dt), k(cell.params["weight_hh"], dt), k(resets, bool),
-                      _common.clip_value(ctx, dt), dh, dai,
-                      np.empty((B, 3 * H), dtype=dt), np.empty((B, H), dtype=dt))
+    fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
+                      p["weight_hh"], k(cache["gates"], dt), k(cache["hn"], dt),
+                      k(cache["h_prev"], dt), k(resets, bool), _common.clip_value(ctx, dt),
+                      dh, dai, np.empty((B, 3 * H), dtype=dt), np.empty((B, H), dtype=dt), dx,
+                      g["weight_ih"],
+                      g["weight_hh"], g["bias_ih"], g["bias_hh"])
     _common.count_fired(ctx, fired)
-    dx, _ = _common.input_gradients(cell, dai, cache["x"])
-    # The recurrent pre-activation gradient differs from dai only in its n block (dn * r):
-    # turn dai into it in place, dai is not needed any more.
-    dai[:, :, 2 * H:] *= gates[:, :, :H]
-    _common.recurrent_gradients(cell, dai, cache["h_prev"])
     return dx, (dh,)

@@ -12,65 +12,72 @@ import numpy as np
 
 from .._config import njit
 from . import _common
-from ._common import clip_inplace, load_state, reset_rows
+from ._common import (clip_inplace, load_state, recurrent_gradient, recurrent_product,
+                      reset_rows, weight_gradients)
+from .fastmath import sigmoid, tanh
 
 
 @njit
-def _forward(gates, h0, c, w_hh_t, resets, h_prev, c_prev, tanh_c, y, buf):
-    """gates (T, B, 4H) holds the input projection (biases included) on entry and the activated
-    gates on exit. h0 (B, H) the initial h; c (B, H) the initial c on entry, the final c on
-    exit; w_hh_t (H, 4H) = W_hh^T (C order); resets (T, B); fills h_prev, c_prev, tanh_c and
-    y (T, B, H); buf (B, 4H) scratch."""
+def _forward(x, w_ih, w_hh, bias, h0, c, resets, gates, h_prev, c_prev, tanh_c, y, buf):
+    """x (T, B, D); w_ih (4H, D), w_hh (4H, H), bias (4H,) = b_ih + b_hh; h0 (B, H) the initial
+    h; c (B, H) the initial c on entry, the final c on exit; resets (T, B). Fills gates
+    (T, B, 4H) with the activated gates, h_prev, c_prev, tanh_c and y (T, B, H); buf (B, 4H)
+    scratch."""
     T, B, H = y.shape
-    one = y.dtype.type(1)
-    half = one / (one + one)  # not dtype.type(0.5): no float64 constant at all
+    G = 4 * H
+    np.dot(x.reshape(T * B, x.shape[2]), w_ih.T, gates.reshape(T * B, G))  # all steps at once
     for t in range(T):
         hp, cp = h_prev[t], c_prev[t]
         load_state(hp, h0 if t == 0 else y[t - 1], resets[t])
         load_state(cp, c, resets[t])
-        np.dot(hp, w_hh_t, buf)
-        gt, tct, yt = gates[t], tanh_c[t], y[t]
+        recurrent_product(hp, w_hh, buf)
         for b in range(B):
+            g, r = gates[t, b], buf[b]
+            for j in range(G):
+                g[j] += r[j] + bias[j]
+            for j in range(2 * H):
+                g[j] = sigmoid(g[j])
+            for j in range(2 * H, 3 * H):
+                g[j] = tanh(g[j])
+            for j in range(3 * H, G):
+                g[j] = sigmoid(g[j])
+            cpb, cb, tcb, yb = cp[b], c[b], tanh_c[t, b], y[t, b]
             for j in range(H):
-                i = (np.tanh((gt[b, j] + buf[b, j]) * half) + one) * half
-                f = (np.tanh((gt[b, H + j] + buf[b, H + j]) * half) + one) * half
-                g = np.tanh(gt[b, 2 * H + j] + buf[b, 2 * H + j])
-                o = (np.tanh((gt[b, 3 * H + j] + buf[b, 3 * H + j]) * half) + one) * half
-                gt[b, j], gt[b, H + j], gt[b, 2 * H + j], gt[b, 3 * H + j] = i, f, g, o
-                c_new = f * cp[b, j] + i * g
-                tc = np.tanh(c_new)
-                c[b, j] = c_new
-                tct[b, j] = tc
-                yt[b, j] = o * tc
+                cn = g[H + j] * cpb[j] + g[j] * g[2 * H + j]
+                cb[j] = cn
+                tcb[j] = tanh(cn)
+            for j in range(H):
+                yb[j] = g[3 * H + j] * tcb[j]
 
 
 @njit
-def _backward(dy, gates, c_prev, tanh_c, w_hh, resets, clip, dh, dc, da):
-    """dy (T, B, H), or (0, B, H) for zeros; gates (T, B, 4H), c_prev and tanh_c (T, B, H) from
-    the cache; w_hh (4H, H); dh, dc (B, H) the final-state gradient on entry, the initial-state
-    gradient on exit; da (T, B, 4H) filled with the pre-activation gradients.
-    Returns the clip count."""
+def _backward(dy, x, w_ih, w_hh, gates, c_prev, tanh_c, h_prev, resets, clip, dh, dc, da, dx,
+              g_w_ih, g_w_hh, g_b_ih, g_b_hh):
+    """dy (T, B, H), or (0, B, H) for zeros; x, gates, c_prev, tanh_c, h_prev from the cache;
+    dh, dc (B, H) the final-state gradient on entry, the initial-state gradient on exit;
+    fills da (T, B, 4H) with the pre-activation gradients and dx (T, B, D); adds the parameter
+    gradients into g_*. Returns the number of steps at which the state clip fired."""
     T, B, H = tanh_c.shape
     one = tanh_c.dtype.type(1)
     has_dy = dy.shape[0] != 0
     do_clip = np.isfinite(clip)
     fired = 0
     for t in range(T - 1, -1, -1):
-        gt, dat, tct, cpt = gates[t], da[t], tanh_c[t], c_prev[t]
         for b in range(B):
+            g, d, tc, cp, dhb, dcb = gates[t, b], da[t, b], tanh_c[t, b], c_prev[t, b], dh[b], dc[b]
+            if has_dy:
+                dyb = dy[t, b]
+                for j in range(H):
+                    dhb[j] += dyb[j]
             for j in range(H):
-                gh = dh[b, j]
-                if has_dy:
-                    gh += dy[t, b, j]
-                i, f, g, o = gt[b, j], gt[b, H + j], gt[b, 2 * H + j], gt[b, 3 * H + j]
-                tc = tct[b, j]
-                dcv = dc[b, j] + gh * o * (one - tc * tc)
-                dat[b, j] = dcv * g * i * (one - i)
-                dat[b, H + j] = dcv * cpt[b, j] * f * (one - f)
-                dat[b, 2 * H + j] = dcv * i * (one - g * g)
-                dat[b, 3 * H + j] = gh * tc * o * (one - o)
-                dc[b, j] = dcv * f
-        np.dot(dat, w_hh, dh)
+                i, f, gg, o = g[j], g[H + j], g[2 * H + j], g[3 * H + j]
+                dcv = dcb[j] + dhb[j] * o * (one - tc[j] * tc[j])
+                d[j] = dcv * gg * i * (one - i)
+                d[H + j] = dcv * cp[j] * f * (one - f)
+                d[2 * H + j] = dcv * i * (one - gg * gg)
+                d[3 * H + j] = dhb[j] * tc[j] * o * (one - o)
+                dcb[j] = dcv * f
+        recurrent_gradient(da[t], w_hh, dh)
         reset_rows(dh, resets[t])
         reset_rows(dc, resets[t])
         if do_clip:
@@ -78,6 +85,7 @@ def _backward(dy, gates, c_prev, tanh_c, w_hh, resets, clip, dh, dc, da):
             fired_c = clip_inplace(dc, clip)
             if fired_h or fired_c:
                 fired += 1
+    weight_gradients(da, da, x, h_prev, w_ih, g_w_ih, g_w_hh, g_b_ih, g_b_hh, dx)
     return fired
 
 
@@ -85,12 +93,12 @@ def forward(cell, x, state, resets):
     p, dt = cell.params, cell.dtype
     T, B, _ = x.shape
     H = cell.hidden_size
-    gates = _common.input_projection(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"])
     h0 = _common.kernel_array(state[0], dt)
     c = np.array(state[1], dtype=dt, order="C")  # becomes the final c
+    gates = np.empty((T, B, 4 * H), dtype=dt)
     h_prev, c_prev, tanh_c, y = (np.empty((T, B, H), dtype=dt) for _ in range(4))
-    _forward(gates, h0, c, np.ascontiguousarray(p["weight_hh"].T),
-             _common.kernel_array(resets, bool), h_prev, c_prev, tanh_c, y,
+    _forward(x, p["weight_ih"], p["weight_hh"], p["bias_ih"] + p["bias_hh"], h0, c,
+             _common.kernel_array(resets, bool), gates, h_prev, c_prev, tanh_c, y,
              np.empty((B, 4 * H), dtype=dt))
     final = (y[T - 1].copy() if T else h0.copy(), c)
     cache = {"x": x, "h_prev": h_prev, "c_prev": c_prev, "gates": gates, "tanh_c": tanh_c,
@@ -101,15 +109,16 @@ def forward(cell, x, state, resets):
 def backward(cell, dy, dstate, cache, ctx=None):
     resets = cache["resets"]
     T, B = resets.shape
-    dt = cell.dtype
+    dt, p, g = cell.dtype, cell.params, cell.grads
     dh, dc = _common.state_gradient(cell, dstate, B)
+    x = _common.kernel_array(cache["x"], dt)
     da = np.empty((T, B, 4 * cell.hidden_size), dtype=dt)
+    dx = np.empty(x.shape, dtype=dt)
     k = _common.kernel_array
-    fired = _backward(_common.output_gradient(cell, dy, T, B), k(cache["gates"], dt),
-                      k(cache["c_prev"], dt), k(cache["tanh_c"], dt),
-                      k(cell.params["weight_hh"], dt), k(resets, bool),
-                      _common.clip_value(ctx, dt), dh, dc, da)
+    fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
+                      p["weight_hh"], k(cache["gates"], dt), k(cache["c_prev"], dt),
+                      k(cache["tanh_c"], dt), k(cache["h_prev"], dt), k(resets, bool),
+                      _common.clip_value(ctx, dt), dh, dc, da, dx, g["weight_ih"],
+                      g["weight_hh"], g["bias_ih"], g["bias_hh"])
     _common.count_fired(ctx, fired)
-    dx, bias_sum = _common.input_gradients(cell, da, cache["x"])
-    _common.recurrent_gradients(cell, da, cache["h_prev"], bias_sum)
     return dx, (dh, dc)
