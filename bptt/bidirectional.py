@@ -70,6 +70,9 @@ class Bidirectional(Module):
     def grads(self, value):
         pass
 
+    def param_owners(self):
+        return [o for c in self.cells for o in c.param_owners()]
+
     def zero_grad(self):
         for c in self.cells:
             c.zero_grad()

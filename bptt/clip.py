@@ -18,21 +18,27 @@ Each object counts how often it fired (``fired``) and how often it was consulted
 
 import numpy as np
 
+from ._kernels.layers import sum_of_squares as _sum_of_squares
 from ._validate import positive_float
 
 
 def global_norm(grads):
-    """sqrt(sum of squares) over every array of ``grads`` (a dict or a list), in float64."""
+    """sqrt(sum of squares) over every array of ``grads`` (a dict or a list), accumulated in
+    float64 (no overflow for float32 gradients)."""
     arrays = grads.values() if isinstance(grads, dict) else grads
     total = 0.0
     for g in arrays:
-        f = g.ravel()
-        total += float(np.dot(f, f))
+        total += _sum_of_squares(np.ascontiguousarray(g).reshape(-1))
     return float(np.sqrt(total))
 
 
 class Clip:
-    """Base of the clipping objects."""
+    """Base of the clipping objects. ``per_parameter`` is False for clips that treat all
+    gradients as one vector: the engine then hands them the model's flat gradient buffer as a
+    single entry ``{"all": buffer}``; other clips (and any subclass that does not say
+    otherwise) get the dict ``name -> array``."""
+
+    per_parameter = True
 
     def __init__(self):
         self.fired = 0
@@ -51,6 +57,8 @@ class Clip:
 
 class ClipGlobalNorm(Clip):
     """Scale all gradients by ``min(1, max_norm / total_norm)``; returns ``total_norm``."""
+
+    per_parameter = False
 
     def __init__(self, max_norm):
         super().__init__()
@@ -72,6 +80,8 @@ class ClipGlobalNorm(Clip):
 
 class ClipValue(Clip):
     """Clip every gradient element to [-value, value]."""
+
+    per_parameter = False
 
     def __init__(self, value):
         super().__init__()

@@ -86,9 +86,27 @@ class Module:
         return self._dtype
 
     def _set_params(self, params):
-        """Install new parameter arrays (C-contiguous, model dtype) and zeroed gradients."""
-        self.params = {k: np.ascontiguousarray(v, dtype=self._dtype) for k, v in params.items()}
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        """Install parameter values (model dtype, C order) with zeroed gradients. Where an
+        array of the same name, shape and dtype exists it is written in place, so that arrays
+        held elsewhere (an optimizer, a model's flat buffer) stay the live ones."""
+        old_p, old_g = getattr(self, "params", {}), getattr(self, "grads", {})
+        new_p, new_g = {}, {}
+        for k, v in params.items():
+            v = np.asarray(v)
+            cur = old_p.get(k)
+            if cur is not None and cur.shape == v.shape and cur.dtype == self._dtype:
+                cur[...] = v
+                new_p[k], new_g[k] = cur, old_g[k]
+                new_g[k].fill(0)
+            else:
+                new_p[k] = np.array(v, dtype=self._dtype, order="C")
+                new_g[k] = np.zeros_like(new_p[k])
+        self.params, self.grads = new_p, new_g
+
+    def param_owners(self):
+        """``[(module, name)]`` for every parameter, in ``named_parameters()`` order: the module
+        whose ``params``/``grads`` dicts actually hold the array."""
+        return [(self, k) for k in self.params]
 
     def reset_parameters(self, rng):
         """Draw fresh parameters from ``rng`` (a numpy Generator)."""
@@ -127,9 +145,12 @@ class Module:
             p[...] = arrays[k]
 
     def astype(self, dtype):
-        """Cast parameters (and gradients) to ``dtype`` in place; returns self."""
-        self._dtype = as_dtype(dtype)
-        self._set_params(self.params)
+        """Cast parameters (and gradients) to ``dtype``; returns self. A new dtype means new
+        arrays: build optimizers after casting."""
+        dtype = as_dtype(dtype)
+        if dtype != self._dtype:
+            self._dtype = dtype
+            self._set_params({k: v.astype(dtype) for k, v in self.params.items()})
         return self
 
     def num_parameters(self):
@@ -193,6 +214,32 @@ class Module:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def consolidate(module):
+    """Move every parameter and gradient of ``module`` into two flat buffers (one for the
+    values, one for the gradients, in ``named_parameters()`` order) and make the parts' arrays
+    views of them. Returns ``(flat_params, flat_grads)``.
+
+    Global operations then take one call each (zeroing the gradients, their norm, a global
+    clip, an elementwise optimizer update, an all-reduce across processes), however many
+    parameters there are. Values and gradients are unchanged.
+    """
+    owners = module.param_owners()
+    dtype = module.dtype
+    total = sum(m.params[k].size for m, k in owners)
+    flat_p, flat_g = np.empty(total, dtype=dtype), np.empty(total, dtype=dtype)
+    offset = 0
+    for m, k in owners:
+        p, g = m.params[k], m.grads[k]
+        n = p.size
+        view_p = flat_p[offset:offset + n].reshape(p.shape)
+        view_g = flat_g[offset:offset + n].reshape(p.shape)
+        view_p[...] = p
+        view_g[...] = g
+        m.params[k], m.grads[k] = view_p, view_g
+        offset += n
+    return flat_p, flat_g
 
 
 def module_from_config(cfg):

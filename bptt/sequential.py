@@ -1,16 +1,19 @@
 """Sequential: a chain of parts (static layers and recurrent cells) run one after another.
 
 Parameters are named ``"<index>.<name>"`` in order (``"1.weight_ih"``, ``"2.bias"``), as in
-PyTorch's ``nn.Sequential``. The state is a tuple with one entry per part (``()`` for static
+PyTorch's ``nn.Sequential``. All parameters live in one flat buffer (``flat_params``) and all
+gradients in another (``flat_grads``), in that order; the parts' arrays are views of them. The state is a tuple with one entry per part (``()`` for static
 layers). Inputs are time-major: tokens (T, B) when the first part is an Embedding, else
 floats (T, B, D).
 """
+
+import copy
 
 import numpy as np
 
 from ._validate import as_dtype, bool_mask, float_sequence, token_sequence
 from .layers import Embedding
-from .module import Module, module_config, module_from_config
+from .module import Module, consolidate, module_config, module_from_config
 
 
 class Sequential(Module):
@@ -44,6 +47,7 @@ class Sequential(Module):
                 p.reset_parameters(rng)
         self.seed = seed
         self._check_chain()
+        self.flat_params, self.flat_grads = consolidate(self)
 
     def _check_chain(self):
         size = None
@@ -86,14 +90,33 @@ class Sequential(Module):
     def grads(self, value):
         pass
 
+    def param_owners(self):
+        return [o for p in self.parts for o in p.param_owners()]
+
+    def __deepcopy__(self, memo):
+        # numpy copies views as separate arrays: rebuild the flat buffers of the copy
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            new.__dict__[k] = copy.deepcopy(v, memo)
+        new.flat_params, new.flat_grads = consolidate(new)
+        return new
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.flat_params, self.flat_grads = consolidate(self)
+
     def zero_grad(self):
-        for p in self.parts:
-            p.zero_grad()
+        self.flat_grads.fill(0)
 
     def astype(self, dtype):
-        self._dtype = as_dtype(dtype)
-        for p in self.parts:
-            p.astype(dtype)
+        """Cast every part to ``dtype`` (new arrays: build optimizers after casting)."""
+        dtype = as_dtype(dtype)
+        if dtype != self._dtype:
+            self._dtype = dtype
+            for p in self.parts:
+                p.astype(dtype)
+            self.flat_params, self.flat_grads = consolidate(self)
         return self
 
     def reset_parameters(self, rng):

@@ -132,6 +132,9 @@ class TBPTT:
                              "use k1=None and k2=None (one chunk per step call)")
         self._params = model.named_parameters()
         self._grads = model.named_grads()
+        flat = getattr(model, "flat_grads", None)
+        # the gradients as one vector where the model keeps them in one buffer (Sequential)
+        self._global = {"all": flat} if flat is not None else self._grads
         held = getattr(optimizer, "params", self._params)
         missing = [k for k, p in self._params.items() if held.get(k) is not p]
         if missing:
@@ -339,7 +342,7 @@ class TBPTT:
 
         result = {"loss": value, "weight": weight, "updated": False, "nonfinite": None,
                   "norm": math.nan, "norm_clipped": math.nan, "start": start, "steps": n}
-        norm = _safe_norm(self._grads)
+        norm = _safe_norm(self._global)
         problem = (None if math.isfinite(value) and math.isfinite(norm) else
                    self._find_nonfinite(value, out, y, window, start))
         if problem is not None:
@@ -362,8 +365,8 @@ class TBPTT:
         if self._pending == self.accumulate:
             self._snapshot_history()
             for c in self.clips:
-                c(self._grads)
-            clipped = _safe_norm(self._grads) if self.clips else norm
+                c(self._grads if c.per_parameter else self._global)
+            clipped = _safe_norm(self._global) if self.clips else norm
             self.optimizer.step(self._grads)
             self._pending = 0
             result.update(updated=True, norm=norm, norm_clipped=clipped)
@@ -519,11 +522,13 @@ def _unflatten_state(flat, model):
 
 
 def _safe_norm(grads):
-    """Global norm; inf only if some gradient is non-finite (not when squares overflow)."""
+    """Global norm; inf only if some gradient is non-finite, not when the sum of squares of
+    finite (float64) gradients overflows."""
     norm = global_norm(grads)
     if math.isfinite(norm) or not all(np.isfinite(g).all() for g in grads.values()):
         return norm
-    return global_norm([g.astype(np.float64) for g in grads.values()])
+    top = max(float(np.abs(g).max(initial=0.0)) for g in grads.values())
+    return top * global_norm([g / top for g in grads.values()])
 
 
 def _cut(a, start, stop):

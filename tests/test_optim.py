@@ -676,3 +676,39 @@ def test_minimize_lbfgs_float32_model():
     res = optim.minimize_lbfgs(model, loss, x, y, maxiter=100)
     assert res.fun < 0.1 * v0
     assert all(p.dtype == np.float32 for p in model.named_parameters().values())
+
+
+@pytest.mark.parametrize("name,kw", [("sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": True,
+                                              "weight_decay": 0.01}),
+                                     ("adagrad", {"lr": 0.1, "lr_decay": 0.01}),
+                                     ("rmsprop", {"lr": 0.01, "momentum": 0.5, "centered": True}),
+                                     ("adam", {"lr": 0.01, "amsgrad": True}),
+                                     ("adamw", {"lr": 0.01})])
+def test_flat_buffer_path_equals_per_parameter_path(name, kw):
+    """A Sequential keeps parameters and gradients in flat buffers and the optimizer updates
+    them in one pass; the result is that of updating each parameter on its own."""
+    model = bptt.Sequential([bptt.Embedding(7, 3), bptt.GRU(3, 4), bptt.Dense(4, 7)],
+                            dtype=np.float64, seed=0)
+    loose = {k: v.copy() for k, v in model.named_parameters().items()}
+    fast = bptt.optim.get_optimizer(name, model.named_parameters(), **kw)
+    slow = bptt.optim.get_optimizer(name, loose, **kw)
+    assert fast._flat is model.flat_params and slow._flat is None
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        model.flat_grads[...] = rng.standard_normal(model.flat_grads.size)
+        grads = model.named_grads()
+        fast.step(grads)
+        slow.step({k: g.copy() for k, g in grads.items()})
+    for k, v in model.named_parameters().items():
+        np.testing.assert_allclose(v, loose[k], rtol=1e-13, atol=1e-15, err_msg=k)
+    sd = fast.state_dict()
+    for k in sd["slots"]:
+        for s in sd["slots"][k]:
+            np.testing.assert_allclose(sd["slots"][k][s], slow.slots[k][s], rtol=1e-13,
+                                       atol=1e-15)
+    # a resumed optimizer takes the flat path again, with the loaded state
+    again = bptt.optim.get_optimizer(name, model.named_parameters(), **kw)
+    again.load_state_dict(sd)
+    assert again._flat is model.flat_params
+    np.testing.assert_array_equal(again._flat_slots[next(iter(again._flat_slots))],
+                                  fast._flat_slots[next(iter(fast._flat_slots))])

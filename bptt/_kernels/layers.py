@@ -75,3 +75,23 @@ def softmax_cross_entropy(logits, targets, weights, scale, losses, grad):
             g[j] *= c
         g[t] -= row.dtype.type(scale) * w
     return total
+
+
+@njit
+def sum_of_squares(a):
+    """sum(a * a) of a 1-D array, accumulated in float64 over 8 lanes (so that it vectorises
+    without reassociating a single running sum)."""
+    acc = np.zeros(8)
+    n = a.shape[0]
+    m = n - n % 8
+    for i in range(0, m, 8):
+        for k in range(8):
+            v = np.float64(a[i + k])
+            acc[k] += v * v
+    total = 0.0
+    for i in range(m, n):
+        v = np.float64(a[i])
+        total += v * v
+    for k in range(8):
+        total += acc[k]
+    return total

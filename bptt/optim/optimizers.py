@@ -32,6 +32,22 @@ from .schedules import Schedule, check_kwargs, schedule_config, schedule_from_co
 
 
 # -- validation helpers -------------------------------------------------------------------------
+def _flat_base(arrays):
+    """The 1-D buffer that ``arrays`` tile exactly, in order, as C-contiguous views (as a
+    Sequential's parameters and gradients do), or None."""
+    arrays = list(arrays)
+    base = arrays[0].base if arrays else None
+    if base is None or base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    address, total = base.__array_interface__["data"][0], 0
+    for a in arrays:
+        if (a.base is not base or a.dtype != base.dtype or not a.flags.c_contiguous
+                or a.__array_interface__["data"][0] != address + total * a.itemsize):
+            return None
+        total += a.size
+    return base if total == base.size else None
+
+
 def _check_params(params):
     """``name -> array`` dict (a new dict holding the caller's arrays, not copies)."""
     if isinstance(params, Mapping):
@@ -139,7 +155,21 @@ class Optimizer:
         self.params = _check_params(params)
         self._lr = _check_lr(lr)
         self.steps = 0
-        self.slots = {name: self._new_slots(p) for name, p in self.params.items()}
+        # Where the parameters are consecutive views of one flat buffer (as in a Sequential),
+        # every update is elementwise, so it runs once over the buffer instead of once per
+        # parameter; the slots are then views of flat slot buffers in the same way.
+        self._flat = _flat_base(self.params.values())
+        self._grads_seen = (None, None)  # (the last gradient arrays, their flat buffer)
+        if self._flat is None:
+            self._flat_slots = None
+            self.slots = {name: self._new_slots(p) for name, p in self.params.items()}
+        else:
+            self._flat_slots = self._new_slots(self._flat)
+            self.slots, offset = {}, 0
+            for name, p in self.params.items():
+                self.slots[name] = {k: v[offset:offset + p.size].reshape(p.shape)
+                                    for k, v in self._flat_slots.items()}
+                offset += p.size
 
     # -- learning rate --------------------------------------------------------------------
     @property
@@ -192,12 +222,32 @@ class Optimizer:
     def step(self, grads):
         """One update of every parameter, in place, from ``grads`` (a dict with the same names
         and shapes as ``params``; never modified). Increments ``steps``."""
-        grads = self.check_grads(grads)
+        flat_grad = self._flat_gradient(grads)
         lr = self.lr
         step = self.steps + 1  # PyTorch's per-parameter "step" after its increment
-        for name, p in self.params.items():
-            self._update(p, grads[name], self.slots[name], lr, step)
+        if flat_grad is not None:
+            self._update(self._flat, flat_grad, self._flat_slots, lr, step)
+        else:
+            grads = self.check_grads(grads)
+            for name, p in self.params.items():
+                self._update(p, grads[name], self.slots[name], lr, step)
         self.steps = step
+
+    def _flat_gradient(self, grads):
+        """The flat buffer behind ``grads`` when the parameters have one and the gradients are
+        laid out the same way (checked once per set of gradient arrays), else None."""
+        if self._flat is None or not isinstance(grads, Mapping):
+            return None
+        seen, flat = self._grads_seen
+        if seen is not None and len(grads) == len(seen) and all(
+                grads.get(name) is g for name, g in seen.items()):
+            return flat
+        checked = self.check_grads(grads)
+        flat = _flat_base(checked[name] for name in self.params)
+        if flat is not None and (flat.dtype != self._flat.dtype or flat.size != self._flat.size):
+            flat = None
+        self._grads_seen = ({name: grads[name] for name in self.params}, flat)
+        return flat
 
     # -- configuration and state ----------------------------------------------------------
     def get_config(self):
@@ -260,6 +310,7 @@ class Optimizer:
             for k, dst in want.items():
                 np.copyto(dst, np.asarray(slots[name][k]), casting="same_kind")
         self._lr, self._hp, self.slots, self.steps = fresh._lr, fresh._hp, fresh.slots, steps
+        self._flat_slots = fresh._flat_slots
 
 
 def _check_state_dict(sd):

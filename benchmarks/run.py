@@ -1,0 +1,454 @@
+"""The reference workloads of ../shared/WORKLOADS.md, measured: one command, one report.
+
+    python benchmarks/run.py            # everything (about 10 minutes on 2 cores)
+    python benchmarks/run.py --only w1 --cells lstm --steps 20
+
+W1: one truncated-BPTT training step of a character LM (Embedding(65, 64) -> cell -> Dense,
+softmax cross-entropy, backward, clip 5, SGD 0.1, state carried and cut), float32, for each
+workload and cell: median ms per step, GFLOP/s, and the share of this machine's GEMM rate
+measured in the same run. When PyTorch is importable the identical model and step run in the
+same process, interleaved with bptt's, and the ratio PyTorch time / bptt time is printed; a
+plain-numpy implementation with a per-step Python loop runs beside them too.
+W2: peak resident memory of TBPTT over streams of 10^4, 10^5, 10^6 tokens (must stay flat).
+W3: full BPTT over T = 1000: time per step and peak memory, bptt and PyTorch.
+Cold start: import plus the first training step, with an empty and with a warm compile cache.
+Also: time per step against hidden size (LSTM, T 50, B 32) for bptt and PyTorch, as a plot.
+
+Writes benchmarks/results/RESULTS.md (the table the README quotes), results.json and
+hidden_size.png.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+V, E = 65, 64
+W1 = [("tiny", 25, 1, 100), ("small", 100, 16, 64), ("mid", 50, 32, 128),
+      ("wide", 50, 32, 256), ("large", 50, 64, 512)]
+GATES = {"elman": 1, "lstm": 4, "gru": 3}
+TARGETS = {"tiny": 10.0, "small": 3.0, "mid": 1.3, "wide": 1.3, "large": 1.0}
+
+
+def flops(cell, T, B, H):
+    """WORKLOADS.md's count: forward + backward of the cell and of the output layer."""
+    return 3 * 2 * T * B * (E + H) * GATES[cell] * H + 3 * 2 * T * B * H * V
+
+
+# -- the three implementations of one step ---------------------------------------------------
+def bptt_step_fn(cell, T, B, H, seed=0):
+    import bptt
+    C = {"elman": bptt.Elman, "lstm": bptt.LSTM, "gru": bptt.GRU}[cell]
+    model = bptt.Sequential([bptt.Embedding(V, E), C(E, H), bptt.Dense(H, V)],
+                            dtype=np.float32, seed=seed)
+    opt = bptt.optim.SGD(model.named_parameters(), lr=0.1)
+    trainer = bptt.TBPTT(model, bptt.SoftmaxCrossEntropy(), opt, k1=T,
+                         clip=bptt.ClipGlobalNorm(5.0))
+    rng = np.random.default_rng(seed)
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    return lambda: trainer.step(x, y)
+
+
+def torch_step_fn(cell, T, B, H, seed=0):
+    import torch
+    torch.manual_seed(seed)
+    rnn = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](E, H)
+    emb, out = torch.nn.Embedding(V, E), torch.nn.Linear(H, V)
+    params = list(emb.parameters()) + list(rnn.parameters()) + list(out.parameters())
+    opt = torch.optim.SGD(params, lr=0.1)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(rng.integers(0, V, (T, B)))
+    y = torch.from_numpy(rng.integers(0, V, (T, B))).reshape(-1)
+    state = [None]
+
+    def step():
+        h = state[0]
+        if h is not None:
+            h = tuple(s.detach() for s in h) if isinstance(h, tuple) else h.detach()
+        opt.zero_grad(set_to_none=True)
+        seq, h = rnn(emb(x), h)
+        loss = loss_fn(out(seq).reshape(-1, V), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        state[0] = h
+    return step
+
+
+def numpy_step_fn(cell, T, B, H, seed=0):
+    from numpy_rnn import NumpyCharRNN
+    net = NumpyCharRNN(cell, V, E, H, B, seed=seed)
+    rng = np.random.default_rng(seed)
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    return lambda: net.step(x, y)
+
+
+def time_interleaved(fns, steps, warmup=3, rounds=4, settle=0.3):
+    """Median seconds per call of each function, in blocks interleaved round by round.
+
+    Before each block the machine is left idle for ``settle`` seconds and one untimed call is
+    made: the BLAS and OpenMP worker threads of the previous framework spin for a while after
+    their last job, and would otherwise be timed as part of the next one's."""
+    times = {k: [] for k in fns}
+    for f in fns.values():
+        for _ in range(warmup):
+            f()
+    per_round = max(1, steps // rounds)
+    for _ in range(rounds):
+        for k, f in fns.items():
+            time.sleep(settle)
+            f()
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def gemm_rate(repeats=10):
+    """GFLOP/s of float32 GEMM through the BLAS the kernels use (numba's np.dot, scipy's
+    OpenBLAS), at the size of the large workload's weight gradient and at 1024^3: the best."""
+    import numba
+
+    @numba.njit
+    def dot(a, b, out):
+        np.dot(a, b, out)
+
+    rng = np.random.default_rng(0)
+    best = 0.0
+    for m, k, n in ((1024, 1024, 1024), (2048, 3200, 512)):
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        out = np.empty((m, n), np.float32)
+        dot(a, b, out)
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            dot(a, b, out)
+            ts.append(time.perf_counter() - t0)
+        best = max(best, 2 * m * k * n / statistics.median(ts) / 1e9)
+    return best
+
+
+# -- W1 -----------------------------------------------------------------------------------
+def run_w1(cells, steps, with_numpy, log):
+    try:
+        import torch
+        torch.set_num_threads(os.cpu_count() or 1)
+        have_torch = True
+    except ImportError:
+        have_torch = False
+        log("PyTorch is not importable: its column is left empty (pip install torch==2.13.0)")
+    rate = gemm_rate()
+    log(f"GEMM rate (float32, scipy's OpenBLAS through numba): {rate:.0f} GFLOP/s")
+    rows = []
+    for name, T, B, H in W1:
+        for cell in cells:
+            fns = {"bptt": bptt_step_fn(cell, T, B, H)}
+            if have_torch:
+                fns["torch"] = torch_step_fn(cell, T, B, H)
+            if with_numpy:
+                fns["numpy"] = numpy_step_fn(cell, T, B, H)
+            n = steps if name != "large" else max(20, steps // 2)
+            med = time_interleaved(fns, n)
+            f = flops(cell, T, B, H)
+            row = {"workload": name, "cell": cell, "T": T, "B": B, "H": H,
+                   "bptt_ms": med["bptt"] * 1e3, "gflops": f / med["bptt"] / 1e9,
+                   "gemm_share": f / med["bptt"] / 1e9 / rate,
+                   "torch_ms": med["torch"] * 1e3 if "torch" in med else None,
+                   "numpy_ms": med["numpy"] * 1e3 if "numpy" in med else None}
+            row["ratio"] = row["torch_ms"] / row["bptt_ms"] if row["torch_ms"] else None
+            rows.append(row)
+            log(f"{name:<6} {cell:<6} bptt {row['bptt_ms']:8.3f} ms  "
+                f"{row['gflops']:6.1f} GFLOP/s ({100 * row['gemm_share']:4.1f}% of GEMM)"
+                + (f"  torch {row['torch_ms']:8.3f} ms  ratio {row['ratio']:5.2f}"
+                   if row["ratio"] else "")
+                + (f"  numpy {row['numpy_ms']:8.2f} ms" if row["numpy_ms"] else ""))
+    return {"gemm_gflops": rate, "rows": rows, "torch": have_torch}
+
+
+def run_hidden_sweep(hiddens, steps, log):
+    try:
+        import torch  # noqa: F401
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    out = []
+    for H in hiddens:
+        fns = {"bptt": bptt_step_fn("lstm", 50, 32, H)}
+        if have_torch:
+            fns["torch"] = torch_step_fn("lstm", 50, 32, H)
+        med = time_interleaved(fns, steps)
+        out.append({"H": H, **{k: v * 1e3 for k, v in med.items()}})
+        log(f"hidden {H:5d}: " + "  ".join(f"{k} {v * 1e3:8.2f} ms" for k, v in med.items()))
+    return out
+
+
+# -- memory and cold start, each in a fresh process -------------------------------------------
+CHILD = textwrap.dedent("""
+    import json, resource, sys, time
+    import numpy as np
+    t0 = time.perf_counter()
+    import bptt
+    t_import = time.perf_counter() - t0
+    kind, arg = sys.argv[1], int(sys.argv[2])
+    V, E = 65, 64
+    if kind == "w2":
+        L, B, H = arg, 32, 128
+        model = bptt.Sequential([bptt.Embedding(V, E), bptt.LSTM(E, H), bptt.Dense(H, V)],
+                                dtype=np.float32, seed=0)
+        tr = bptt.TBPTT(model, bptt.SoftmaxCrossEntropy(),
+                        bptt.optim.SGD(model.named_parameters(), lr=0.1), k1=50,
+                        clip=bptt.ClipGlobalNorm(5.0))
+        tokens = np.random.default_rng(0).integers(0, V, L + B)
+        steps = L // B
+        x = tokens[:steps * B].reshape(B, steps).T
+        y = tokens[1:steps * B + 1].reshape(B, steps).T
+        t1 = time.perf_counter()
+        rep = tr.fit(x, y)
+        out = {"seconds": time.perf_counter() - t1, "updates": rep.updates}
+    elif kind == "w3":
+        T, B, H = arg, 16, 128
+        model = bptt.Sequential([bptt.Embedding(V, E), bptt.LSTM(E, H), bptt.Dense(H, V)],
+                                dtype=np.float32, seed=0)
+        tr = bptt.TBPTT(model, bptt.SoftmaxCrossEntropy(),
+                        bptt.optim.SGD(model.named_parameters(), lr=0.1), k1=None, k2=None,
+                        clip=bptt.ClipGlobalNorm(5.0))
+        rng = np.random.default_rng(0)
+        x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+        times = []
+        for _ in range(6):
+            tr.reset_state()
+            t1 = time.perf_counter()
+            tr.step(x, y)
+            times.append(time.perf_counter() - t1)
+        out = {"ms_per_step": 1e3 * sorted(times[1:])[len(times[1:]) // 2]}
+    elif kind == "w3torch":
+        import torch
+        T, B, H = arg, 16, 128
+        emb, rnn, lin = torch.nn.Embedding(V, E), torch.nn.LSTM(E, H), torch.nn.Linear(H, V)
+        params = list(emb.parameters()) + list(rnn.parameters()) + list(lin.parameters())
+        opt = torch.optim.SGD(params, lr=0.1)
+        rng = np.random.default_rng(0)
+        x = torch.from_numpy(rng.integers(0, V, (T, B)))
+        y = torch.from_numpy(rng.integers(0, V, (T, B))).reshape(-1)
+        times = []
+        for _ in range(6):
+            t1 = time.perf_counter()
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(lin(rnn(emb(x))[0]).reshape(-1, V), y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            times.append(time.perf_counter() - t1)
+        out = {"ms_per_step": 1e3 * sorted(times[1:])[len(times[1:]) // 2]}
+    else:  # cold start: the first W1 mid LSTM training step
+        model = bptt.Sequential([bptt.Embedding(V, E), bptt.LSTM(E, 128), bptt.Dense(128, V)],
+                                dtype=np.float32, seed=0)
+        tr = bptt.TBPTT(model, bptt.SoftmaxCrossEntropy(),
+                        bptt.optim.SGD(model.named_parameters(), lr=0.1), k1=50,
+                        clip=bptt.ClipGlobalNorm(5.0))
+        rng = np.random.default_rng(0)
+        tr.step(rng.integers(0, V, (50, 32)), rng.integers(0, V, (50, 32)))
+        out = {"import_s": t_import, "to_first_step_s": time.perf_counter() - t0}
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+""")
+
+
+def child(kind, arg, env=None):
+    res = subprocess.run([sys.executable, "-c", CHILD, kind, str(arg)], capture_output=True,
+                         text=True, env=env, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"benchmark child {kind} {arg} failed:\n{res.stderr}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def run_w2(lengths, log):
+    rows = []
+    for L in lengths:
+        r = child("w2", L)
+        rows.append({"tokens": L, **r})
+        log(f"W2 stream of {L:>9,} tokens: peak RSS {r['peak_rss_mb']:7.1f} MB, "
+            f"{r['seconds']:6.1f} s, {r['updates']} updates")
+    return rows
+
+
+def run_w3(T, log):
+    out = {"bptt": child("w3", T)}
+    log(f"W3 bptt full BPTT T={T}: {out['bptt']['ms_per_step']:.1f} ms/step, "
+        f"peak RSS {out['bptt']['peak_rss_mb']:.0f} MB")
+    try:
+        import torch  # noqa: F401
+        out["torch"] = child("w3torch", T)
+        log(f"W3 torch full BPTT T={T}: {out['torch']['ms_per_step']:.1f} ms/step, "
+            f"peak RSS {out['torch']['peak_rss_mb']:.0f} MB")
+    except ImportError:
+        pass
+    return out
+
+
+def run_cold(log):
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        cold = child("cold", 0, env)
+        warm = [child("cold", 0, env) for _ in range(3)]
+    warm = sorted(warm, key=lambda r: r["to_first_step_s"])[1]
+    log(f"cold start (empty compile cache): import {cold['import_s']:.2f} s, first step after "
+        f"{cold['to_first_step_s']:.2f} s; warm cache: import {warm['import_s']:.2f} s, "
+        f"first step after {warm['to_first_step_s']:.2f} s")
+    return {"cold": cold, "warm": warm}
+
+
+# -- report ----------------------------------------------------------------------------------
+def machine():
+    cpu = platform.processor()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numba
+    import scipy
+    versions = {"python": platform.python_version(), "numpy": np.__version__,
+                "numba": numba.__version__, "scipy": scipy.__version__}
+    try:
+        import torch
+        versions["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "versions": versions,
+            "date": datetime.date.today().isoformat()}
+
+
+def markdown(res):
+    m = res["machine"]
+    lines = [f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores; " +
+             ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", ""]
+    if "w1" in res:
+        w1 = res["w1"]
+        lines += [f"**W1**, float32, median ms per training step; GEMM rate measured in the same "
+                  f"run: {w1['gemm_gflops']:.0f} GFLOP/s. Ratio = PyTorch time / bptt time "
+                  "(higher is better for bptt); numpy = a per-step Python loop.", "",
+                  "| workload | cell | bptt ms | GFLOP/s | % of GEMM | PyTorch ms | ratio | "
+                  "target | numpy ms |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+        for r in w1["rows"]:
+            tgt = TARGETS[r["workload"]] if r["cell"] in ("elman", "lstm") else None
+            met = ("" if tgt is None or r["ratio"] is None else
+                   (" (met)" if r["ratio"] >= tgt else " (missed)"))
+            lines.append(
+                f"| {r['workload']} (T {r['T']}, B {r['B']}, H {r['H']}) | {r['cell']} | "
+                f"{r['bptt_ms']:.3f} | {r['gflops']:.1f} | {100 * r['gemm_share']:.0f}% | "
+                + (f"{r['torch_ms']:.3f} | {r['ratio']:.2f} |" if r["ratio"] else "n/a | n/a |")
+                + (f" >= {tgt}{met} |" if tgt else " |")
+                + (f" {r['numpy_ms']:.2f} |" if r["numpy_ms"] else " |"))
+        lines.append("")
+    if "w2" in res:
+        lines += ["**W2**, TBPTT (k1 = k2 = 50) of the mid LSTM over one token stream (B = 32):",
+                  "", "| tokens | peak RSS MB | seconds |", "| ---: | ---: | ---: |"]
+        lines += [f"| {r['tokens']:,} | {r['peak_rss_mb']:.1f} | {r['seconds']:.1f} |"
+                  for r in res["w2"]]
+        lines.append("")
+    if "w3" in res:
+        w3 = res["w3"]
+        lines += ["**W3**, full BPTT, LSTM, T = 1000, B = 16, H = 128:", "",
+                  "| | ms per step | peak RSS MB |", "| --- | ---: | ---: |"]
+        lines += [f"| {k} | {v['ms_per_step']:.1f} | {v['peak_rss_mb']:.0f} |"
+                  for k, v in w3.items()]
+        lines.append("")
+    if "cold" in res:
+        c = res["cold"]
+        lines += ["**Cold start** (import bptt, build the mid LSTM, first training step):", "",
+                  "| compile cache | import s | to first step s |", "| --- | ---: | ---: |",
+                  f"| empty | {c['cold']['import_s']:.2f} | {c['cold']['to_first_step_s']:.2f} |",
+                  f"| warm | {c['warm']['import_s']:.2f} | {c['warm']['to_first_step_s']:.2f} |",
+                  ""]
+    if "hidden" in res:
+        lines += ["**Hidden size**, LSTM, T = 50, B = 32, ms per step: see hidden_size.png", "",
+                  "| H | bptt ms | PyTorch ms |", "| ---: | ---: | ---: |"]
+        lines += [f"| {r['H']} | {r['bptt']:.2f} | " +
+                  (f"{r['torch']:.2f} |" if "torch" in r else "n/a |") for r in res["hidden"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(sweep, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    Hs = [r["H"] for r in sweep]
+    ax.plot(Hs, [r["bptt"] for r in sweep], "o-", label="bptt")
+    if all("torch" in r for r in sweep):
+        ax.plot(Hs, [r["torch"] for r in sweep], "s-", label="PyTorch 2 threads")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("hidden size H")
+    ax.set_ylabel("ms per training step")
+    ax.set_title("LSTM char-LM step, T = 50, B = 32, float32, CPU")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", choices=["w1", "w2", "w3", "cold", "hidden"],
+                    help="run only these parts (default: all)")
+    ap.add_argument("--cells", nargs="*", default=["elman", "lstm", "gru"],
+                    choices=["elman", "lstm", "gru"])
+    ap.add_argument("--steps", type=int, default=40, help="timed steps per W1 measurement")
+    ap.add_argument("--no-numpy", action="store_true", help="skip the plain-numpy baseline")
+    ap.add_argument("--w2-max", type=int, default=6, help="largest W2 stream, 10^k tokens")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = ap.parse_args(argv)
+    parts = args.only or ["w1", "w2", "w3", "cold", "hidden"]
+    os.makedirs(args.out, exist_ok=True)
+
+    def log(msg):
+        print(msg, flush=True)
+
+    res = {"machine": machine()}
+    log(f"{res['machine']['cpu']}, {res['machine']['cores']} cores, {res['machine']['versions']}")
+    if "w1" in parts:
+        res["w1"] = run_w1(args.cells, args.steps, not args.no_numpy, log)
+    if "hidden" in parts:
+        res["hidden"] = run_hidden_sweep([32, 64, 128, 256, 512, 1024], 20, log)
+        plot(res["hidden"], os.path.join(args.out, "hidden_size.png"))
+    if "w2" in parts:
+        res["w2"] = run_w2([10 ** k for k in range(4, args.w2_max + 1)], log)
+    if "w3" in parts:
+        res["w3"] = run_w3(1000, log)
+    if "cold" in parts:
+        res["cold"] = run_cold(log)
+    md = markdown(res)
+    with open(os.path.join(args.out, "RESULTS.md"), "w") as f:
+        f.write(md + "\n")
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    log("\n" + md)
+
+
+if __name__ == "__main__":
+    main()
