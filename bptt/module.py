@@ -32,13 +32,25 @@ class BackwardContext:
         t - 1 is clipped to [-state_clip, state_clip] (Graves 2013).
     state_clip_fired: incremented by the number of (cell, step) pairs at which clipping changed
         at least one element.
+    record_state_grads: if True, every cell records the norm of the loss gradient with respect
+        to its state at every step, per stream, into ``state_grad_norms``: a dict
+        ``cell -> list of tuples of (T, B) arrays`` (one tuple per backward call, one array per
+        state array: (h,) or (h, c)). Entry [t, b] is ||dL/ds_t|| for stream b, where s_t is
+        the state after step t as carried to step t + 1: for h (the output too) the gradient
+        from the loss at t plus the one from later steps; for c the one from later steps.
+        Recorded before clipping; the compiled kernels record it at no cost when not asked.
     """
 
-    __slots__ = ("state_clip", "state_clip_fired")
+    __slots__ = ("state_clip", "state_clip_fired", "record_state_grads", "state_grad_norms")
 
-    def __init__(self, state_clip=None):
+    def __init__(self, state_clip=None, record_state_grads=False):
         self.state_clip = state_clip
         self.state_clip_fired = 0
+        self.record_state_grads = bool(record_state_grads)
+        self.state_grad_norms = {}
+
+    def record(self, cell, norms):
+        self.state_grad_norms.setdefault(cell, []).append(tuple(norms))
 
 
 def slice_cache(cache, start, stop):

@@ -63,11 +63,22 @@ class Unroller:
             dstate = tuple(np.array(d, dtype=cell.dtype) for d in dstate)
         zero_dy = None if dy is not None else np.zeros((B,) + cache["out_shape"], cell.dtype)
         dxs = [None] * T
+        record = ctx is not None and ctx.record_state_grads
+        norms = [np.zeros((T, B)) for _ in dstate] if record else None
         for t in range(T - 1, -1, -1):
-            dx_t, dstate = cell.step_backward(zero_dy if dy is None else dy[t], dstate, steps[t])
+            dy_t = zero_dy if dy is None else dy[t]
+            if record:
+                for i, d in enumerate(dstate):
+                    # the output is the first state array in the built-in cells: add dy there
+                    d = d + dy_t if i == 0 and dy_t.shape == d.shape else d
+                    norms[i][t] = np.sqrt(np.sum(np.square(d.reshape(B, -1), dtype=np.float64),
+                                                 axis=1))
+            dx_t, dstate = cell.step_backward(dy_t, dstate, steps[t])
             dstate = tuple(np.array(d, dtype=cell.dtype) for d in dstate)
             if resets[t].any():
                 dstate = _zero_rows(dstate, resets[t])
             dstate = clip_state_gradient(dstate, ctx)
             dxs[t] = dx_t
+        if record:
+            ctx.record(cell, norms)
         return np.stack(dxs), dstate

@@ -27,6 +27,18 @@ def clip_value(ctx, dtype):
     return dtype.type(v)
 
 
+def norm_record(ctx, n_states, T, B):
+    """(n_states, T, B) float64 zeros to record state-gradient norms into when ``ctx`` asks
+    for them, else an empty (n_states, 0, B) array (the kernels then skip recording)."""
+    rec = ctx is not None and ctx.record_state_grads
+    return np.zeros((n_states, T if rec else 0, B))
+
+
+def keep_record(cell, ctx, norms):
+    if norms.shape[1]:
+        ctx.record(cell, tuple(norms))
+
+
 def count_fired(ctx, fired):
     if ctx is not None and ctx.state_clip is not None:
         ctx.state_clip_fired += int(fired)
@@ -84,6 +96,15 @@ def reset_rows(d, reset):
         if reset[b]:
             for j in range(H):
                 d[b, j] = zero
+
+
+@njit
+def norm(v):
+    """sqrt(sum(v * v)) of a 1-D array, in float64."""
+    total = 0.0
+    for j in range(v.shape[0]):
+        total += np.float64(v[j]) * np.float64(v[j])
+    return np.sqrt(total)
 
 
 @njit

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._config import njit
 from . import _common
-from ._common import (clip_inplace, load_state, recurrent_gradient, recurrent_product,
+from ._common import (clip_inplace, load_state, norm, recurrent_gradient, recurrent_product,
                       reset_rows, weight_gradients)
 from .fastmath import tanh
 
@@ -41,14 +41,16 @@ def _forward(x, w_ih, w_hh, bias, h0, resets, act, h_prev, y, buf):
 
 @njit
 def _backward(dy, x, w_ih, w_hh, h, h_prev, resets, act, clip, dh, da, dx,
-              g_w_ih, g_w_hh, g_b_ih, g_b_hh):
+              g_w_ih, g_w_hh, g_b_ih, g_b_hh, norms):
     """dy (T, B, H), or (0, B, H) for zeros; x, h (the outputs), h_prev from the cache; dh (B, H)
     the final-state gradient on entry, the initial-state gradient on exit; fills da (T, B, H)
-    with the pre-activation gradients and dx (T, B, D); adds the parameter gradients into g_*.
+    with the pre-activation gradients and dx (T, B, D); adds the parameter gradients into g_*;
+    norms (1, T, B) receives ||dL/dh_t|| per stream, or is (1, 0, B) for no recording.
     Returns the number of steps at which the state clip fired."""
     T, B, H = h.shape
     one, zero = h.dtype.type(1), h.dtype.type(0)
     has_dy = dy.shape[0] != 0
+    rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
     fired = 0
     for t in range(T - 1, -1, -1):
@@ -58,6 +60,8 @@ def _backward(dy, x, w_ih, w_hh, h, h_prev, resets, act, clip, dh, da, dx,
                 dyb = dy[t, b]
                 for j in range(H):
                     dhb[j] += dyb[j]
+            if rec:
+                norms[0, t, b] = norm(dhb)
             if act == RELU:
                 for j in range(H):
                     d[j] = dhb[j] * (one if hb[j] > zero else zero)
@@ -96,9 +100,11 @@ def backward(cell, dy, dstate, cache, ctx=None):
     dx = np.empty(x.shape, dtype=dt)
     act = RELU if cell.nonlinearity == "relu" else TANH
     k = _common.kernel_array
+    norms = _common.norm_record(ctx, 1, T, B)
     fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
                       p["weight_hh"], k(cache["h"], dt), k(cache["h_prev"], dt),
                       k(resets, bool), act, _common.clip_value(ctx, dt), dh, da, dx,
-                      g["weight_ih"], g["weight_hh"], g["bias_ih"], g["bias_hh"])
+                      g["weight_ih"], g["weight_hh"], g["bias_ih"], g["bias_hh"], norms)
     _common.count_fired(ctx, fired)
+    _common.keep_record(cell, ctx, norms)
     return dx, (dh,)

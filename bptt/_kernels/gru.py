@@ -12,8 +12,8 @@ import numpy as np
 
 from .._config import njit
 from . import _common
-from ._common import (clip_inplace, column_sums, load_state, matmul_acc, recurrent_gradient,
-                      recurrent_product, reset_rows)
+from ._common import (clip_inplace, column_sums, load_state, matmul_acc, norm,
+                      recurrent_gradient, recurrent_product, reset_rows)
 from .fastmath import sigmoid, tanh
 
 
@@ -44,14 +44,17 @@ def _forward(x, w_ih, w_hh, b_ih, b_hh, h0, resets, gates, h_prev, hn, y, buf):
 
 @njit
 def _backward(dy, x, w_ih, w_hh, gates, hn, h_prev, resets, clip, dh, dai, dah, tmp, dx,
-              g_w_ih, g_w_hh, g_b_ih, g_b_hh):
+              g_w_ih, g_w_hh, g_b_ih, g_b_hh, norms):
     """dy (T, B, H), or (0, B, H) for zeros; x, gates, hn, h_prev from the cache; dh (B, H) the
     final-state gradient on entry, the initial-state gradient on exit; fills dai (T, B, 3H)
     with the gradients of the input-side pre-activations (dr, dz, dn) and dx (T, B, D); dah
-    (B, 3H) and tmp (B, H) scratch; adds the parameter gradients into g_*. Returns the clip count."""
+    (B, 3H) and tmp (B, H) scratch; adds the parameter gradients into g_*; norms (1, T, B)
+    receives ||dL/dh_t|| per stream, or is (1, 0, B) for no recording. Returns the clip
+    count."""
     T, B, H = hn.shape
     one = hn.dtype.type(1)
     has_dy = dy.shape[0] != 0
+    rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
     fired = 0
     for t in range(T - 1, -1, -1):
@@ -61,6 +64,8 @@ def _backward(dy, x, w_ih, w_hh, gates, hn, h_prev, resets, clip, dh, dai, dah, 
                 dyb = dy[t, b]
                 for j in range(H):
                     dhb[j] += dyb[j]
+            if rec:
+                norms[0, t, b] = norm(dhb)
             for j in range(H):
                 r, z, n, gh = g[j], g[H + j], g[2 * H + j], dhb[j]
                 dn = gh * (one - z) * (one - n * n)
@@ -118,11 +123,12 @@ def backward(cell, dy, dstate, cache, ctx=None):
     dai = np.empty((T, B, 3 * H), dtype=dt)
     dx = np.empty(x.shape, dtype=dt)
     k = _common.kernel_array
+    norms = _common.norm_record(ctx, 1, T, B)
     fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
                       p["weight_hh"], k(cache["gates"], dt), k(cache["hn"], dt),
                       k(cache["h_prev"], dt), k(resets, bool), _common.clip_value(ctx, dt),
                       dh, dai, np.empty((B, 3 * H), dtype=dt), np.empty((B, H), dtype=dt), dx,
-                      g["weight_ih"],
-                      g["weight_hh"], g["bias_ih"], g["bias_hh"])
+                      g["weight_ih"], g["weight_hh"], g["bias_ih"], g["bias_hh"], norms)
     _common.count_fired(ctx, fired)
+    _common.keep_record(cell, ctx, norms)
     return dx, (dh,)

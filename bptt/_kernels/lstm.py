@@ -12,7 +12,7 @@ import numpy as np
 
 from .._config import njit
 from . import _common
-from ._common import (clip_inplace, load_state, recurrent_gradient, recurrent_product,
+from ._common import (clip_inplace, load_state, norm, recurrent_gradient, recurrent_product,
                       reset_rows, weight_gradients)
 from .fastmath import sigmoid, tanh
 
@@ -52,14 +52,17 @@ def _forward(x, w_ih, w_hh, bias, h0, c, resets, gates, h_prev, c_prev, tanh_c, 
 
 @njit
 def _backward(dy, x, w_ih, w_hh, gates, c_prev, tanh_c, h_prev, resets, clip, dh, dc, da, dx,
-              g_w_ih, g_w_hh, g_b_ih, g_b_hh):
+              g_w_ih, g_w_hh, g_b_ih, g_b_hh, norms):
     """dy (T, B, H), or (0, B, H) for zeros; x, gates, c_prev, tanh_c, h_prev from the cache;
     dh, dc (B, H) the final-state gradient on entry, the initial-state gradient on exit;
     fills da (T, B, 4H) with the pre-activation gradients and dx (T, B, D); adds the parameter
-    gradients into g_*. Returns the number of steps at which the state clip fired."""
+    gradients into g_*; norms (2, T, B) receives ||dL/dh_t|| and ||dL/dc_t|| per stream (see
+    BackwardContext), or is (2, 0, B) for no recording. Returns the number of steps at which
+    the state clip fired."""
     T, B, H = tanh_c.shape
     one = tanh_c.dtype.type(1)
     has_dy = dy.shape[0] != 0
+    rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
     fired = 0
     for t in range(T - 1, -1, -1):
@@ -69,6 +72,9 @@ def _backward(dy, x, w_ih, w_hh, gates, c_prev, tanh_c, h_prev, resets, clip, dh
                 dyb = dy[t, b]
                 for j in range(H):
                     dhb[j] += dyb[j]
+            if rec:
+                norms[0, t, b] = norm(dhb)
+                norms[1, t, b] = norm(dcb)
             for j in range(H):
                 i, f, gg, o = g[j], g[H + j], g[2 * H + j], g[3 * H + j]
                 dcv = dcb[j] + dhb[j] * o * (one - tc[j] * tc[j])
@@ -115,10 +121,12 @@ def backward(cell, dy, dstate, cache, ctx=None):
     da = np.empty((T, B, 4 * cell.hidden_size), dtype=dt)
     dx = np.empty(x.shape, dtype=dt)
     k = _common.kernel_array
+    norms = _common.norm_record(ctx, 2, T, B)
     fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
                       p["weight_hh"], k(cache["gates"], dt), k(cache["c_prev"], dt),
                       k(cache["tanh_c"], dt), k(cache["h_prev"], dt), k(resets, bool),
                       _common.clip_value(ctx, dt), dh, dc, da, dx, g["weight_ih"],
-                      g["weight_hh"], g["bias_ih"], g["bias_hh"])
+                      g["weight_hh"], g["bias_ih"], g["bias_hh"], norms)
     _common.count_fired(ctx, fired)
+    _common.keep_record(cell, ctx, norms)
     return dx, (dh, dc)
