@@ -27,11 +27,11 @@ def clip_value(ctx, dtype):
     return dtype.type(v)
 
 
-def norm_record(ctx, n_states, T, B):
-    """(n_states, T, B) float64 zeros to record state-gradient norms into when ``ctx`` asks
-    for them, else an empty (n_states, 0, B) array (the kernels then skip recording)."""
+def norm_record(ctx, n_states, T, B, dtype):
+    """(n_states, T, B) zeros to record state-gradient norms into when ``ctx`` asks for them,
+    else an empty (n_states, 0, B) array (the kernels then skip recording)."""
     rec = ctx is not None and ctx.record_state_grads
-    return np.zeros((n_states, T if rec else 0, B))
+    return np.zeros((n_states, T if rec else 0, B), dtype=dtype)
 
 
 def keep_record(cell, ctx, norms):
@@ -100,11 +100,11 @@ def reset_rows(d, reset):
 
 @njit
 def norm(v):
-    """sqrt(sum(v * v)) of a 1-D array, in float64."""
+    """sqrt(sum(v * v)) of a 1-D array, accumulated in float64, returned in v's dtype."""
     total = 0.0
     for j in range(v.shape[0]):
         total += np.float64(v[j]) * np.float64(v[j])
-    return np.sqrt(total)
+    return v.dtype.type(np.sqrt(total))
 
 
 @njit

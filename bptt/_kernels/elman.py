@@ -100,7 +100,7 @@ def backward(cell, dy, dstate, cache, ctx=None):
     dx = np.empty(x.shape, dtype=dt)
     act = RELU if cell.nonlinearity == "relu" else TANH
     k = _common.kernel_array
-    norms = _common.norm_record(ctx, 1, T, B)
+    norms = _common.norm_record(ctx, 1, T, B, dt)
     fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
                       p["weight_hh"], k(cache["h"], dt), k(cache["h_prev"], dt),
                       k(resets, bool), act, _common.clip_value(ctx, dt), dh, da, dx,

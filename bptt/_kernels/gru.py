@@ -123,7 +123,7 @@ def backward(cell, dy, dstate, cache, ctx=None):
     dai = np.empty((T, B, 3 * H), dtype=dt)
     dx = np.empty(x.shape, dtype=dt)
     k = _common.kernel_array
-    norms = _common.norm_record(ctx, 1, T, B)
+    norms = _common.norm_record(ctx, 1, T, B, dt)
     fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
                       p["weight_hh"], k(cache["gates"], dt), k(cache["hn"], dt),
                       k(cache["h_prev"], dt), k(resets, bool), _common.clip_value(ctx, dt),

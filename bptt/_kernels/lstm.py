@@ -121,7 +121,7 @@ def backward(cell, dy, dstate, cache, ctx=None):
     da = np.empty((T, B, 4 * cell.hidden_size), dtype=dt)
     dx = np.empty(x.shape, dtype=dt)
     k = _common.kernel_array
-    norms = _common.norm_record(ctx, 2, T, B)
+    norms = _common.norm_record(ctx, 2, T, B, dt)
     fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
                       p["weight_hh"], k(cache["gates"], dt), k(cache["c_prev"], dt),
                       k(cache["tanh_c"], dt), k(cache["h_prev"], dt), k(resets, bool),
