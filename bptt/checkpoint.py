@@ -114,6 +114,7 @@ def save(path, model=None, optimizer=None, trainer=None, **extra):
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -130,13 +131,22 @@ def save(path, model=None, optimizer=None, trainer=None, **extra):
     return path
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _read(path):
     try:
         with open(path, "rb") as f:
             data = f.read()
+        if not data.startswith(b"PK"):
+            raise CheckpointError(f"{path}: not a readable checkpoint (not an .npz file: it "
+                                  "does not start as a zip archive)")
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
+    except (FileNotFoundError, CheckpointError):
         raise
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError) as e:
         raise CheckpointError(f"{path}: not a readable checkpoint (damaged or not an .npz "

@@ -142,3 +142,12 @@ def test_write_is_atomic(tmp_path, monkeypatch):
         bptt.save(path, model(seed=9))
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.npz"]
+
+
+def test_file_mode_follows_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = bptt.save(tmp_path / "m.npz", model())
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644
