@@ -105,13 +105,18 @@ class Bidirectional(Module):
         """x: (T, B, D) -> (T, B, 2H) (concat) or (T, B, H) (sum)."""
         if state not in (None, ()):
             raise ValueError(f"{self!r} carries no state between chunks; got a state")
+        f = self.cells[0]
+        x, _, resets = f.check_sequence(np.asarray(x), None, resets)
+        return self._forward(x, (), resets)
+
+    def _forward(self, x, state, resets):
         f, b = self.cells
-        x = np.asarray(x)
         T, B = x.shape[0], x.shape[1]
         if resets is None:
             resets = np.zeros((T, B), dtype=bool)
-        y_f, _, c_f = f.forward(x, None, resets)
-        y_b, _, c_b = b.forward(np.ascontiguousarray(x[::-1]), None, reverse_resets(resets))
+        y_f, _, c_f = f._forward(x, f.initial_state(B), resets)
+        y_b, _, c_b = b._forward(np.ascontiguousarray(x[::-1]), b.initial_state(B),
+                                 reverse_resets(resets))
         y_b = y_b[::-1]
         y = np.concatenate([y_f, y_b], axis=-1) if self.merge == "concat" else y_f + y_b
         return y, (), {"f": c_f, "b": c_b, "split": y_f.shape[-1]}

@@ -80,6 +80,11 @@ class _GatedCell(Cell):
     def forward(self, x, state=None, resets=None):
         x = check_features(self, x, self.input_size)
         x, state, resets = self.check_sequence(x, state, resets)
+        return self._forward(x, state, resets)
+
+    def _forward(self, x, state, resets):
+        if resets is None:
+            resets = np.zeros(x.shape[:2], dtype=bool)
         if self.use_kernels and self.kernel is not None:
             y, final, cache = self.kernel.forward(self, x, state, resets)
             cache["kernel"] = True

@@ -11,6 +11,14 @@ from ._validate import positive_int, positive_float, token_sequence
 from .module import Module
 
 
+def check_float(part, x):
+    """A part's float input, as an array of the part's dtype."""
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{part!r}: expected floating-point input, got dtype {x.dtype}")
+    return np.ascontiguousarray(x, dtype=part.dtype)
+
+
 def check_features(part, x, size):
     """Light shape/dtype check of a part's float input (T, B, size)."""
     x = np.asarray(x)
@@ -42,7 +50,9 @@ class Dense(Module):
         return self.out_features
 
     def forward(self, x, state=None, resets=None):
-        x = check_features(self, x, self.in_features)
+        return self._forward(check_features(self, x, self.in_features), (), resets)
+
+    def _forward(self, x, state, resets):
         p = self.params
         y = np.empty(x.shape[:-1] + (self.out_features,), dtype=self.dtype)
         _kernels.dense_forward(x.reshape(-1, self.in_features), p["weight"],
@@ -84,7 +94,9 @@ class Embedding(Module):
         return self.embedding_dim
 
     def forward(self, x, state=None, resets=None):
-        x = token_sequence("tokens", x, self.num_embeddings)
+        return self._forward(token_sequence("tokens", x, self.num_embeddings), (), resets)
+
+    def _forward(self, x, state, resets):
         return self.params["weight"][x], (), {"x": x}
 
     def backward(self, dy, dstate, cache, ctx=None):
@@ -103,10 +115,10 @@ class _Activation(Module):
     """Elementwise activation; backward uses the stored output (derivative from outputs)."""
 
     def forward(self, x, state=None, resets=None):
-        x = np.asarray(x)
-        if not np.issubdtype(x.dtype, np.floating):
-            raise TypeError(f"{self!r}: expected floating-point input, got dtype {x.dtype}")
-        y = self._f(np.asarray(x, dtype=self.dtype))
+        return self._forward(check_float(self, x), (), resets)
+
+    def _forward(self, x, state, resets):
+        y = self._f(x)
         return y, (), {"y": y}
 
     def backward(self, dy, dstate, cache, ctx=None):
@@ -169,10 +181,9 @@ class Dropout(Module):
         self.seed, self.calls = int(state["seed"]), int(state["calls"])
 
     def forward(self, x, state=None, resets=None):
-        x = np.asarray(x)
-        if not np.issubdtype(x.dtype, np.floating):
-            raise TypeError(f"{self!r}: expected floating-point input, got dtype {x.dtype}")
-        x = np.asarray(x, dtype=self.dtype)
+        return self._forward(check_float(self, x), (), resets)
+
+    def _forward(self, x, state, resets):
         if not self.training or self.p == 0:
             return x, (), {"mask": np.ones((x.shape[0],) + (1,) * (x.ndim - 1), self.dtype)}
         rng = np.random.default_rng((self.seed, self.calls))

@@ -20,12 +20,19 @@ class Loss:
         self.reduction = choice("reduction", reduction, {"mean", "sum"})
 
     def __call__(self, y, target, weights=None):
+        value, dl, _ = self.value_grad_and_weight(y, target, weights)
+        return value, dl
+
+    def value_grad_and_weight(self, y, target, weights=None):
+        """``(value, dy, total_weight)``: the loss, its gradient, and sum(w) over the positions
+        that count (what a mean divides by), in one pass."""
         y = self._check_output(y)
         target = self._check_target(y, target)
         w = self._weights(y, target, weights)
-        scale = self._scale(w)
+        total_w = float(np.sum(w, dtype=np.float64))
+        scale = 1.0 if self.reduction == "sum" else (1.0 / total_w if total_w > 0 else 0.0)
         total, dl = self._weighted_value_and_grad(y, target, w, scale)
-        return total * scale, dl
+        return total * scale, dl, total_w
 
     def _weighted_value_and_grad(self, y, target, w, scale):
         """(sum(w * l) as a float, d(scale * sum(w * l)) / dy)."""

@@ -209,6 +209,12 @@ class Module:
         """Run over ``x`` (T, B, ...): returns ``(y, final_state, cache)``."""
         raise NotImplementedError
 
+    def _forward(self, x, state, resets):
+        """``forward`` on inputs a container has already checked: x in this part's dtype and C
+        order, state a checked tuple, resets a boolean (T, B) array or None. Built-in parts
+        skip their own checks here; the default simply calls ``forward``."""
+        return self.forward(x, state, resets)
+
     def backward(self, dy, dstate, cache, ctx=None):
         """Given dL/dy (T, B, ...) and dL/d(final state) (None for zeros), return
         ``(dx, dstate0)`` and add the parameter gradients into ``self.grads``."""
@@ -301,8 +307,13 @@ class Cell(Module):
 
     def forward(self, x, state=None, resets=None):
         """x: (T, B, D) floats. Runs the cell's steps through the :class:`~bptt.Unroller`."""
-        from .unroll import Unroller
         x, state, resets = self.check_sequence(x, state, resets)
+        return self._forward(x, state, resets)
+
+    def _forward(self, x, state, resets):
+        from .unroll import Unroller
+        if resets is None:
+            resets = np.zeros(x.shape[:2], dtype=bool)
         return Unroller.forward(self, x, state, resets)
 
     def check_sequence(self, x, state, resets):

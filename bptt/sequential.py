@@ -178,11 +178,12 @@ class Sequential(Module):
         """x: (T, B) tokens or (T, B, D) floats. Returns ``(y (T, B, out), state, cache)``."""
         x = self.check_input(x)
         T, B = x.shape[0], x.shape[1]
-        state = self.check_state(state, B)
-        resets = bool_mask("resets", resets, (T, B))
+        return self._forward(x, self.check_state(state, B), bool_mask("resets", resets, (T, B)))
+
+    def _forward(self, x, state, resets):
         caches, new_state = {}, []
         for i, (p, s) in enumerate(zip(self.parts, state)):
-            x, s, caches[str(i)] = p.forward(x, s, resets)
+            x, s, caches[str(i)] = p._forward(x, s, resets)
             new_state.append(s)
         return x, tuple(new_state), caches
 

@@ -127,6 +127,7 @@ class TBPTT:
         self.accumulate = positive_int("accumulate", accumulate)
         self.on_nonfinite = choice("on_nonfinite", on_nonfinite, {"skip", "raise"})
         self.reducer = reducer
+        self._clip_names = [repr(c) for c in self._all_clips()]
         if not getattr(model, "supports_truncation", True) and not (k1 is None and k2 is None):
             raise ValueError(f"{model!r} holds a Bidirectional part, which needs whole sequences: "
                              "use k1=None and k2=None (one chunk per step call)")
@@ -274,7 +275,8 @@ class TBPTT:
         self.model.train(True)
         T, B = x.shape[0], x.shape[1]
         k1 = self.k1 or T
-        counts0 = {self._clip_name(c): c.fired for c in self._all_clips()}
+        clips = self._all_clips()
+        counts0 = [c.fired for c in clips]
         t0 = time.perf_counter()
         loss_sum = wsum = 0.0
         for a in range(0, T, k1):
@@ -300,8 +302,8 @@ class TBPTT:
         stats.seconds = time.perf_counter() - t0
         stats.steps_per_s = stats.steps / stats.seconds if stats.seconds > 0 else math.inf
         stats.tokens_per_s = stats.steps_per_s * B
-        stats.clip_counts = {self._clip_name(c): c.fired - counts0[self._clip_name(c)]
-                             for c in self._all_clips()}
+        stats.clip_counts = {name: c.fired - n0
+                             for name, c, n0 in zip(self._clip_names, clips, counts0)}
         return stats
 
     def _chunk(self, x, y, weights, resets):
@@ -314,10 +316,9 @@ class TBPTT:
             # the reducer combines this chunk's gradient alone; the pending sum waits aside
             pending_sum = {k: g.copy() for k, g in self._grads.items()}
         try:
-            out, new_state, cache = model.forward(x, self.state, resets)
+            out, new_state, cache = self._forward(x, self.state, resets)
             value, dout = self.loss(out, y, weights)
-            weight = (self.loss.total_weight(out, y, weights) if self.loss.reduction == "mean"
-                      else 1.0)
+            weight = self._loss_weight(out, y, weights)
             if self._pending == 0 or pending_sum is not None:
                 model.zero_grad()
             ctx = BackwardContext(None if self.state_clip is None else self.state_clip.value)
@@ -481,9 +482,25 @@ class TBPTT:
     def _all_clips(self):
         return ([self.state_clip] if self.state_clip is not None else []) + self.clips
 
-    @staticmethod
-    def _clip_name(c):
-        return repr(c)
+
+    def _loss_weight(self, out, y, weights):
+        """What the chunk's mean loss divides by (1 for a summed loss): the weight that
+        combines chunks (and processes) into one mean."""
+        loss = self.loss
+        if getattr(loss, "reduction", "mean") != "mean":
+            return 1.0
+        if weights is None and getattr(loss, "ignore_index", None) is None:
+            return float(out.shape[0] * out.shape[1])
+        return loss.total_weight(out, y, weights)
+
+    def _forward(self, x, state, resets):
+        """The model's forward on inputs ``_check_inputs`` has checked (no second check)."""
+        model = self.model
+        if not hasattr(model, "check_input"):
+            return model.forward(x, state, resets)
+        if state is None:
+            state = model.initial_state(x.shape[1])
+        return model._forward(x, state, resets)
 
     def _check_inputs(self, x, y, weights, resets):
         model = self.model
@@ -499,6 +516,8 @@ class TBPTT:
         if out_features is not None and hasattr(self.loss, "_check_target"):
             probe = np.broadcast_to(np.zeros((), model.dtype), (T, B, out_features))
             y = self.loss._check_target(probe, y)
+        if self.state is not None:   # a state carried from an earlier call must fit this batch
+            self.state = model.check_state(self.state, B)
         return x, y, weights, resets
 
 
