@@ -3,10 +3,11 @@
 Arrays are time-major: inputs (T, B, D) or tokens (T, B), outputs (T, B, ...).
 """
 
-from . import init, optim
+from . import data, init, optim
 from .bidirectional import Bidirectional
 from .cells import GRU, LSTM, Elman
 from .checkpoint import Checkpoint, load, save
+from .data import SequenceDataset, pad_sequences
 from .clip import (ClipGlobalNorm, ClipNormPerParameter, ClipStateGradient, ClipValue,
                    global_norm)
 from .errors import CheckpointError, NonFiniteError
@@ -14,6 +15,7 @@ from .gradcheck import GradcheckReport, gradcheck
 from .layers import Dense, Dropout, Embedding, ReLU, Sigmoid, Tanh
 from .losses import BinaryCrossEntropyWithLogits, MeanSquaredError, SoftmaxCrossEntropy
 from .module import BackwardContext, Cell, Module
+from .sequences import History, Penalty, evaluate, fit, penalized_value_and_grad, predict
 from .sequential import Sequential
 from .tbptt import TBPTT, FitReport, StepStats
 from .unroll import Unroller
@@ -29,4 +31,6 @@ __all__ = [
     "MeanSquaredError", "Module", "NonFiniteError", "ReLU", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "StepStats", "TBPTT", "Tanh", "Unroller", "global_norm",
     "gradcheck", "init", "load", "optim", "save", "value_and_grad",
+    "History", "Penalty", "SequenceDataset", "data", "evaluate", "fit", "pad_sequences",
+    "penalized_value_and_grad", "predict",
 ]

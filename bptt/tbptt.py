@@ -272,6 +272,8 @@ class TBPTT:
         x, y, weights, resets = self._check_inputs(x, y, weights, resets)
         if not getattr(self.model, "supports_truncation", True):
             self.reset_state()  # whole sequences: nothing carries over between calls
+        if self.state is not None:   # a state carried from an earlier call must fit this batch
+            self.state = self.model.check_state(self.state, x.shape[1])
         self.model.train(True)
         T, B = x.shape[0], x.shape[1]
         k1 = self.k1 or T
@@ -446,10 +448,19 @@ class TBPTT:
                                   self._what_to_do(), what="output", step=start + t)
         if not math.isfinite(value):
             per = self.loss.per_step(out, y)
-            t = int(np.flatnonzero(~np.isfinite(per).all(axis=1))[0])
-            return NonFiniteError(f"non-finite loss at time step {start + t}; the update is "
-                                  "skipped" + self._what_to_do(), what="loss", step=start + t)
+            bad = np.flatnonzero(~np.isfinite(per).all(axis=1))
+            if bad.size:
+                t = int(bad[0])
+                return NonFiniteError(f"non-finite loss at time step {start + t}; the update "
+                                      "is skipped" + self._what_to_do(), what="loss",
+                                      step=start + t)
+            # finite here: the combined loss of several processes is not
+            return NonFiniteError("non-finite loss on another process (this one's is finite); "
+                                  "the update is skipped", what="loss")
         name, step = self._locate_gradient(window)
+        if name is None:
+            return NonFiniteError("non-finite gradient from another process (this one's is "
+                                  "finite); the update is skipped", what="gradient")
         where = f" at time step {step}" if step is not None else ""
         return NonFiniteError(f"non-finite gradient of '{name}' first appeared{where} "
                               "(walking back through time); the update is skipped" +
@@ -476,7 +487,8 @@ class TBPTT:
                     for name in names:
                         if not np.isfinite(self._grads[name]).all():
                             return name, seg_start + t
-        return names[0], None
+        # nothing non-finite here: with a reducer, it came from another process
+        return (None, None) if self.reducer is not None else (names[0], None)
 
     # -- helpers ----------------------------------------------------------------------------
     def _all_clips(self):
@@ -516,8 +528,6 @@ class TBPTT:
         if out_features is not None and hasattr(self.loss, "_check_target"):
             probe = np.broadcast_to(np.zeros((), model.dtype), (T, B, out_features))
             y = self.loss._check_target(probe, y)
-        if self.state is not None:   # a state carried from an earlier call must fit this batch
-            self.state = model.check_state(self.state, B)
         return x, y, weights, resets
 
 

@@ -593,12 +593,16 @@ def run_config(args):
 
 def save_checkpoint(path, trainer, args, corpus, run):
     """Everything to continue or sample: model, optimizer, stream state (``trainer=``), and as
-    extras the run's options, budget, vocabulary, corpus fingerprint and the run state."""
-    return bptt.save(path, trainer=trainer, config=run_config(args),
-                     budget={k: getattr(args, k) for k in BUDGET_OPTIONS},
-                     vocab=corpus.vocab, corpus={"name": corpus.name, "sha256": corpus.sha256,
-                                                 "chars": len(corpus.text)},
-                     run=run.to_extra(), format="char_lm-1")
+    extras the run's options, budget, vocabulary, corpus fingerprint and the run state. With a
+    :class:`bptt.distributed.DataParallel` as ``trainer`` this is collective (every rank
+    calls it; rank 0 writes the global stream state)."""
+    extra = dict(config=run_config(args), budget={k: getattr(args, k) for k in BUDGET_OPTIONS},
+                 vocab=corpus.vocab, corpus={"name": corpus.name, "sha256": corpus.sha256,
+                                             "chars": len(corpus.text)},
+                 run=run.to_extra(), format="char_lm-1")
+    if getattr(trainer, "reducer", None) is not None:
+        return trainer.save(path, **extra)
+    return bptt.save(path, trainer=trainer, **extra)
 
 
 def budget_left(args, run, steps_per_epoch):
@@ -644,7 +648,16 @@ def train(args, log=None, out=None):
     with ``val_bpc``, ``val_loss``, ``steps``, ``chars``, ``seconds``, ``checkpoint``, ``best``,
     ``plot``, ``model``, ``trainer``, ``corpus``. ``log(text)`` receives progress lines (default:
     a :class:`Progress` on stderr); the summary and ``val_bpc`` go to ``out`` (stdout)."""
+    dp, main_rank = None, True
+    if getattr(args, "distributed", False):
+        from mpi4py import MPI
+
+        from bptt.distributed import DataParallel, shard_bounds
+        main_rank = MPI.COMM_WORLD.Get_rank() == 0
     progress = Progress()
+    if not main_rank:  # only rank 0 prints and plots
+        quiet = open(os.devnull, "w")
+        progress, log, out = Progress(stream=quiet), (lambda *a, **k: None), quiet
     log = log or progress.line
     out = sys.stdout if out is None else out
     last_path, best_path = os.path.join(args.out, "last.npz"), os.path.join(args.out, "best.npz")
@@ -686,8 +699,18 @@ def train(args, log=None, out=None):
     if compile_seconds > 1.0:
         log(f"compiled the numba kernels in {compile_seconds:.1f} s (once per machine; not "
             f"counted in the budget)")
+    if getattr(args, "distributed", False):
+        dp = DataParallel(trainer)  # rank 0's parameters everywhere
+        if args.batch < dp.size:
+            raise DataError(f"--batch {args.batch} streams cannot be shared by {dp.size} ranks")
+        x, y = dp.shard(x), dp.shard(y)  # this rank's streams; args.batch stays the total
+        log(f"data-parallel over {dp.size} MPI ranks: streams per rank "
+            f"{[b - a for a, b in shard_bounds(args.batch, dp.size)]}")
     if resume is not None:
-        bptt.load(resume_path, trainer=trainer)
+        if dp is not None:
+            dp.load(resume_path)  # any number of ranks: the streams are re-split
+        else:
+            bptt.load(resume_path, trainer=trainer)
         run = RunState.from_extra(resume.extra["run"])
         sampler.bit_generator.state = run.sampler
         log(f"resumed from {resume_path}: step {run.steps}, epoch {run.epoch}, "
@@ -715,7 +738,13 @@ def train(args, log=None, out=None):
     def do_eval():
         nonlocal last_eval_step
         t = time.perf_counter()
-        v = evaluate(model, vx, vy, vw)
+        if dp is not None and vx.shape[1] >= dp.size:  # each rank its share of the streams
+            w = dp.shard(vw)
+            part = np.array([evaluate(model, dp.shard(vx), dp.shard(vy), w) * w.sum(), w.sum()])
+            dp.comm.Allreduce(MPI.IN_PLACE, part, op=MPI.SUM)
+            v = float(part[0] / part[1])
+        else:
+            v = evaluate(model, vx, vy, vw)
         run.val_chars.append(run.chars)
         run.val_loss.append(v)
         last_eval_step = run.steps
@@ -733,9 +762,9 @@ def train(args, log=None, out=None):
 
     def do_save(best=False):
         run.sampler = sampler.bit_generator.state
-        save_checkpoint(last_path, trainer, args, corpus, run)
+        save_checkpoint(last_path, dp or trainer, args, corpus, run)
         if best:
-            save_checkpoint(best_path, trainer, args, corpus, run)
+            save_checkpoint(best_path, dp or trainer, args, corpus, run)
 
     with _StopFlag() as stop:
         done, _ = budget_left(args, run, steps_per_epoch)
@@ -747,8 +776,14 @@ def train(args, log=None, out=None):
                                                   args.lr_decay_after)
             t0 = time.perf_counter()
             a, b = run.pos, min(run.pos + args.seq, x.shape[0])
-            stats = trainer.step(x[a:b], y[a:b])
+            stats = (dp or trainer).step(x[a:b], y[a:b])
             dt = time.perf_counter() - t0
+            if dp is not None:
+                # every rank must take the same decisions (budget, evaluation, saving, Ctrl-C):
+                # share the slowest rank's step time and whether any rank was interrupted
+                shared = np.array([dt, float(stop.stop)])
+                dp.comm.Allreduce(MPI.IN_PLACE, shared, op=MPI.MAX)
+                dt, stop.stop = float(shared[0]), bool(shared[1])
             run.steps += 1
             run.chars += (b - a) * args.batch
             run.seconds += dt
@@ -796,7 +831,7 @@ def train(args, log=None, out=None):
     val_loss = run.val_loss[-1]
 
     plot = None
-    if args.plot:
+    if args.plot and main_rank:
         plot = plot_history(run, os.path.join(args.out, "loss.png"),
                             title=f"{args.cell} {args.layers}x{args.hidden} on {corpus.name}",
                             log=log)
@@ -1006,6 +1041,13 @@ def build_parser():
                         "checkpoint, the budget from the command line (or the checkpoint)")
     g.add_argument("--no-plot", dest="plot", action="store_false",
                    help="do not write OUT/loss.png")
+    g = p.add_argument_group("several processes (MPI)")
+    g.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over MPI: run as 'mpiexec -n N python -m "
+                        "mpi4py examples/char_lm.py --distributed ...'; each of the N ranks "
+                        "trains on its share of the --batch streams, the gradients are "
+                        "combined every step, rank 0 prints and writes the checkpoints "
+                        "(needs pip install \"bptt[mpi]\"; --resume works with any N)")
     return p
 
 

@@ -374,3 +374,15 @@ def test_reducer_failure_elsewhere_and_here(rng):
     with pytest.raises(MemoryError):
         trainer.step(x, y)
     assert reducer.aborted == 1 and trainer.position == 0
+
+
+def test_evaluate_after_training_on_another_batch_size(rng):
+    model = token_model("lstm")
+    trainer = bptt.TBPTT(model, bptt.SoftmaxCrossEntropy(),
+                         RecordingSGD(model.named_parameters(), 0.1), k1=3)
+    x, y = stream(rng, L=6, B=4)
+    trainer.step(x, y)
+    vx, vy = stream(rng, L=6, B=2)
+    assert np.isfinite(trainer.evaluate(vx, vy))
+    with pytest.raises(ValueError, match=r"expected state\[0\] of shape \(2, 6\)"):
+        trainer.step(vx, vy)
