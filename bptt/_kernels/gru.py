@@ -25,21 +25,25 @@ def _forward(x, w_ih, w_hh, b_ih, b_hh, h0, resets, gates, h_prev, hn, y, buf):
     T, B, H = y.shape
     one = y.dtype.type(1)
     np.dot(x.reshape(T * B, x.shape[2]), w_ih.T, gates.reshape(T * B, 3 * H))
+    b_rz = b_ih[:2 * H] + b_hh[:2 * H]
+    b_in, b_hn = b_ih[2 * H:], b_hh[2 * H:]
     for t in range(T):
         hp = h_prev[t]
         load_state(hp, h0 if t == 0 else y[t - 1], resets[t])
         recurrent_product(hp, w_hh, buf)
         for b in range(B):
             g, r, hnb, yb, hpb = gates[t, b], buf[b], hn[t, b], y[t, b], hp[b]
+            # loops start at 0 over slices, so that they are vectorised (see lstm.py)
+            grz, rrz = g[:2 * H], r[:2 * H]
             for j in range(2 * H):
-                g[j] = sigmoid(g[j] + b_ih[j] + r[j] + b_hh[j])
+                grz[j] = sigmoid(grz[j] + b_rz[j] + rrz[j])
+            gr, gz, gn, rn = g[:H], g[H:2 * H], g[2 * H:], r[2 * H:]
             for j in range(H):
-                hnv = r[2 * H + j] + b_hh[2 * H + j]
-                hnb[j] = hnv
-                g[2 * H + j] = tanh(g[2 * H + j] + b_ih[2 * H + j] + g[j] * hnv)
+                hnb[j] = rn[j] + b_hn[j]
             for j in range(H):
-                z = g[H + j]
-                yb[j] = (one - z) * g[2 * H + j] + z * hpb[j]
+                gn[j] = tanh(gn[j] + b_in[j] + gr[j] * hnb[j])
+            for j in range(H):
+                yb[j] = (one - gz[j]) * gn[j] + gz[j] * hpb[j]
 
 
 @njit
@@ -60,20 +64,30 @@ def _backward(dy, x, w_ih, w_hh, gates, hn, h_prev, resets, clip, dh, dai, dah, 
     for t in range(T - 1, -1, -1):
         for b in range(B):
             g, d, e, hnb, hpb, dhb = gates[t, b], dai[t, b], dah[b], hn[t, b], h_prev[t, b], dh[b]
+            gr, gz, gn = g[:H], g[H:2 * H], g[2 * H:]
+            dr, dz, dn = d[:H], d[H:2 * H], d[2 * H:]
+            er, ez, en = e[:H], e[H:2 * H], e[2 * H:]
             if has_dy:
                 dyb = dy[t, b]
                 for j in range(H):
                     dhb[j] += dyb[j]
             if rec:
                 norms[0, t, b] = norm(dhb)
+            # one output array per loop, so that LLVM vectorises each
             for j in range(H):
-                r, z, n, gh = g[j], g[H + j], g[2 * H + j], dhb[j]
-                dn = gh * (one - z) * (one - n * n)
-                dz = gh * (hpb[j] - n) * z * (one - z)
-                dr = dn * hnb[j] * r * (one - r)
-                d[j], d[H + j], d[2 * H + j] = dr, dz, dn
-                e[j], e[H + j], e[2 * H + j] = dr, dz, dn * r
-                dhb[j] = gh * z
+                dn[j] = dhb[j] * (one - gz[j]) * (one - gn[j] * gn[j])
+            for j in range(H):
+                dz[j] = dhb[j] * (hpb[j] - gn[j]) * gz[j] * (one - gz[j])
+            for j in range(H):
+                dr[j] = dn[j] * hnb[j] * gr[j] * (one - gr[j])
+            for j in range(H):
+                er[j] = dr[j]
+            for j in range(H):
+                ez[j] = dz[j]
+            for j in range(H):
+                en[j] = dn[j] * gr[j]
+            for j in range(H):
+                dhb[j] *= gz[j]
         # dh = dh * z (set above) + dah @ W_hh
         recurrent_gradient(dah, w_hh, tmp)
         for b in range(B):
@@ -91,8 +105,9 @@ def _backward(dy, x, w_ih, w_hh, gates, hn, h_prev, resets, clip, dh, dai, dah, 
     np.dot(ai, w_ih, dx.reshape(TB, dx.shape[2]))
     gr = gates.reshape(TB, 3 * H)
     for i in range(TB):
+        an, r = ai[i, 2 * H:], gr[i, :H]
         for j in range(H):
-            ai[i, 2 * H + j] *= gr[i, j]
+            an[j] *= r[j]
     matmul_acc(ai.T, h_prev.reshape(TB, H), g_w_hh)
     column_sums(ai, g_b_hh, g_b_hh[:0])
     return fired

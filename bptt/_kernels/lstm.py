@@ -35,19 +35,23 @@ def _forward(x, w_ih, w_hh, bias, h0, c, resets, gates, h_prev, c_prev, tanh_c, 
             g, r = gates[t, b], buf[b]
             for j in range(G):
                 g[j] += r[j] + bias[j]
+            # every loop starts at 0 over a slice: numba's loops over range(a, b) with a > 0
+            # are not vectorised (the index might be negative as far as LLVM can tell)
+            gi, gf, gg, go = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]
+            sig = g[:2 * H]
             for j in range(2 * H):
-                g[j] = sigmoid(g[j])
-            for j in range(2 * H, 3 * H):
-                g[j] = tanh(g[j])
-            for j in range(3 * H, G):
-                g[j] = sigmoid(g[j])
+                sig[j] = sigmoid(sig[j])
+            for j in range(H):
+                gg[j] = tanh(gg[j])
+            for j in range(H):
+                go[j] = sigmoid(go[j])
             cpb, cb, tcb, yb = cp[b], c[b], tanh_c[t, b], y[t, b]
             for j in range(H):
-                cn = g[H + j] * cpb[j] + g[j] * g[2 * H + j]
-                cb[j] = cn
-                tcb[j] = tanh(cn)
+                cb[j] = gf[j] * cpb[j] + gi[j] * gg[j]
             for j in range(H):
-                yb[j] = g[3 * H + j] * tcb[j]
+                tcb[j] = tanh(cb[j])
+            for j in range(H):
+                yb[j] = go[j] * tcb[j]
 
 
 @njit
@@ -68,6 +72,8 @@ def _backward(dy, x, w_ih, w_hh, gates, c_prev, tanh_c, h_prev, resets, clip, dh
     for t in range(T - 1, -1, -1):
         for b in range(B):
             g, d, tc, cp, dhb, dcb = gates[t, b], da[t, b], tanh_c[t, b], c_prev[t, b], dh[b], dc[b]
+            gi, gf, gg, go = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]
+            di, df, dg, do = d[:H], d[H:2 * H], d[2 * H:3 * H], d[3 * H:]
             if has_dy:
                 dyb = dy[t, b]
                 for j in range(H):
@@ -75,14 +81,19 @@ def _backward(dy, x, w_ih, w_hh, gates, c_prev, tanh_c, h_prev, resets, clip, dh
             if rec:
                 norms[0, t, b] = norm(dhb)
                 norms[1, t, b] = norm(dcb)
+            # one output array per loop, so that LLVM vectorises each
+            for j in range(H):   # dc_t: from later steps and through h_t
+                dcb[j] += dhb[j] * go[j] * (one - tc[j] * tc[j])
             for j in range(H):
-                i, f, gg, o = g[j], g[H + j], g[2 * H + j], g[3 * H + j]
-                dcv = dcb[j] + dhb[j] * o * (one - tc[j] * tc[j])
-                d[j] = dcv * gg * i * (one - i)
-                d[H + j] = dcv * cp[j] * f * (one - f)
-                d[2 * H + j] = dcv * i * (one - gg * gg)
-                d[3 * H + j] = dhb[j] * tc[j] * o * (one - o)
-                dcb[j] = dcv * f
+                di[j] = dcb[j] * gg[j] * gi[j] * (one - gi[j])
+            for j in range(H):
+                df[j] = dcb[j] * cp[j] * gf[j] * (one - gf[j])
+            for j in range(H):
+                dg[j] = dcb[j] * gi[j] * (one - gg[j] * gg[j])
+            for j in range(H):
+                do[j] = dhb[j] * tc[j] * go[j] * (one - go[j])
+            for j in range(H):   # to c_{t-1}
+                dcb[j] *= gf[j]
         recurrent_gradient(da[t], w_hh, dh)
         reset_rows(dh, resets[t])
         reset_rows(dc, resets[t])
