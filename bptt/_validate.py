@@ -115,3 +115,15 @@ def weight_mask(name, w, shape, dtype):
     if (a < 0).any():
         raise ValueError(f"{name} must be >= 0, got a minimum of {a.min()}")
     return a
+
+
+def same_names(what, expected, got, missing="missing", unexpected="unexpected"):
+    """Raise ValueError unless ``got`` (an iterable of names) holds exactly the names of
+    ``expected``; the message lists what is missing and what is unexpected."""
+    got = list(got)
+    lost = [n for n in expected if n not in got]
+    extra = [n for n in got if n not in expected]
+    if lost or extra:
+        raise ValueError(f"{what}: " + "; ".join(f"{label} {names}" for label, names in
+                                                  ((missing, lost), (unexpected, extra))
+                                                  if names))

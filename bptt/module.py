@@ -20,7 +20,7 @@ steps of a chunk and to locate non-finite values step by step.
 
 import numpy as np
 
-from ._validate import as_dtype
+from ._validate import as_dtype, same_names
 
 REGISTRY = {}
 
@@ -138,11 +138,7 @@ class Module:
         as ``named_parameters()`` gives, for example from PyTorch's ``state_dict()`` converted
         to numpy) into the live parameter arrays. Nothing is changed unless all of them fit."""
         params = self.named_parameters()
-        missing = [k for k in params if k not in values]
-        unexpected = [k for k in values if k not in params]
-        if missing or unexpected:
-            raise ValueError(f"parameter names do not match: missing {missing}, "
-                             f"unexpected {unexpected}")
+        same_names("parameter names do not match", params, values)
         arrays = {}
         for k, p in params.items():
             v = np.asarray(values[k])

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .._validate import FLOAT_DTYPES, positive_float
+from .._validate import FLOAT_DTYPES, positive_float, same_names
 from .schedules import Schedule, check_kwargs, schedule_config, schedule_from_config
 
 
@@ -200,13 +200,8 @@ class Optimizer:
         if not isinstance(grads, Mapping):
             raise TypeError(f"grads must be a dict name -> array with the optimizer's parameter "
                             f"names, got {type(grads).__name__}")
-        missing = [n for n in self.params if n not in grads]
-        unexpected = [n for n in grads if n not in self.params]
-        if missing or unexpected:
-            raise ValueError("grads must have exactly the optimizer's parameter names: "
-                             + "; ".join(f"{what} {names}" for what, names in
-                                         (("missing", missing), ("unexpected", unexpected))
-                                         if names))
+        same_names("grads must have exactly the optimizer's parameter names", self.params,
+                   grads)
         out = {}
         for name, p in self.params.items():
             g = np.asarray(grads[name])
@@ -284,14 +279,9 @@ class Optimizer:
         if not isinstance(slots, Mapping):
             raise TypeError(f"state dict 'slots' must be a dict param -> {{slot: array}}, got "
                             f"{type(slots).__name__}")
-        missing = [n for n in self.params if n not in slots]
-        unexpected = [n for n in slots if n not in self.params]
-        if missing or unexpected:
-            raise ValueError("the state dict's slots do not match the optimizer's parameters: "
-                             + "; ".join(f"{what} {names}" for what, names in
-                                         (("parameters without slots", missing),
-                                          ("slots for unknown parameters", unexpected))
-                                         if names))
+        same_names("the state dict's slots do not match the optimizer's parameters",
+                   self.params, slots, missing="parameters without slots",
+                   unexpected="slots for unknown parameters")
         for name, want in fresh.slots.items():
             got = slots[name]
             if not isinstance(got, Mapping) or set(got) != set(want):
