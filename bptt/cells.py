@@ -98,16 +98,17 @@ class _GatedCell(Cell):
 
 
 class Elman(_GatedCell):
-    """Elman (vanilla) RNN: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``, act tanh or
-    relu (Elman 1990). With ``nonlinearity="relu", recurrent_init="identity"`` it is the IRNN of
-    Le, Jaitly & Hinton (2015). State: (h,)."""
+    """Elman (vanilla) RNN: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``, act tanh,
+    relu or linear (the identity, for studying gradient flow: the Jacobian dh_t/dh_{t-1} is
+    then W_hh itself) (Elman 1990). With ``nonlinearity="relu", recurrent_init="identity"`` it
+    is the IRNN of Le, Jaitly & Hinton (2015). State: (h,)."""
 
     gates = 1
     kernel = _kernels.elman
 
     def __init__(self, input_size, hidden_size, nonlinearity="tanh", dtype=np.float32,
                  seed=None, recurrent_init="orthogonal", spectral_radius=None):
-        self.nonlinearity = choice("nonlinearity", nonlinearity, {"tanh", "relu"})
+        self.nonlinearity = choice("nonlinearity", nonlinearity, {"tanh", "relu", "linear"})
         super().__init__(input_size, hidden_size, dtype, seed, recurrent_init, spectral_radius)
 
     def get_config(self):
@@ -119,13 +120,16 @@ class Elman(_GatedCell):
         (h,) = state
         p = self.params
         a = x_t @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"]
-        h_new = np.tanh(a) if self.nonlinearity == "tanh" else np.maximum(a, 0)
+        act = self.nonlinearity
+        h_new = np.tanh(a) if act == "tanh" else np.maximum(a, 0) if act == "relu" else a
         return h_new, (h_new,), (x_t, h, h_new)
 
     def step_backward(self, dy_t, dstate_new, step_cache):
         x_t, h, h_new = step_cache
         dh = dy_t + dstate_new[0]
-        da = dh * (1 - h_new * h_new) if self.nonlinearity == "tanh" else dh * (h_new > 0)
+        act = self.nonlinearity
+        da = (dh * (1 - h_new * h_new) if act == "tanh" else dh * (h_new > 0) if act == "relu"
+              else dh)
         g, p = self.grads, self.params
         g["weight_ih"] += da.T @ x_t
         g["weight_hh"] += da.T @ h

@@ -12,6 +12,7 @@ def rng():
 CELLS = {
     "elman-tanh": lambda d, h: bptt.Elman(d, h),
     "elman-relu": lambda d, h: bptt.Elman(d, h, nonlinearity="relu"),
+    "elman-linear": lambda d, h: bptt.Elman(d, h, nonlinearity="linear"),
     "lstm": lambda d, h: bptt.LSTM(d, h),
     "gru": lambda d, h: bptt.GRU(d, h),
 }

@@ -17,6 +17,7 @@ from bptt.module import BackwardContext, cache_length, slice_cache
 KINDS = {
     "elman-tanh": lambda d, h, dt: bptt.Elman(d, h, dtype=dt, seed=3),
     "elman-relu": lambda d, h, dt: bptt.Elman(d, h, nonlinearity="relu", dtype=dt, seed=3),
+    "elman-linear": lambda d, h, dt: bptt.Elman(d, h, nonlinearity="linear", dtype=dt, seed=3),
     "lstm": lambda d, h, dt: bptt.LSTM(d, h, dtype=dt, seed=3),
     "gru": lambda d, h, dt: bptt.GRU(d, h, dtype=dt, seed=3),
 }
@@ -24,6 +25,7 @@ DTYPES = [np.float32, np.float64]
 CACHE_KEYS = {
     "elman-tanh": {"x", "h_prev", "h", "resets", "kernel"},
     "elman-relu": {"x", "h_prev", "h", "resets", "kernel"},
+    "elman-linear": {"x", "h_prev", "h", "resets", "kernel"},
     "lstm": {"x", "h_prev", "c_prev", "gates", "tanh_c", "resets", "kernel"},
     "gru": {"x", "h_prev", "gates", "hn", "resets", "kernel"},
 }

@@ -1,5 +1,5 @@
 """Sequence kernel of the Elman cell, ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``,
-act tanh (flag 0) or relu (flag 1), one compiled kernel for both.
+act tanh (flag 0), relu (flag 1) or linear (flag 2), one compiled kernel for all three.
 
 Cache (time on axis 0, T entries): ``x`` (T, B, D), ``h_prev`` (T, B, H) the state entering
 each step after resets, ``h`` (T, B, H) the outputs (the same array as ``y``), ``resets`` (T, B).
@@ -13,7 +13,8 @@ from ._common import (clip_inplace, load_state, norm, recurrent_gradient, recurr
                       reset_rows, weight_gradients)
 from .fastmath import tanh
 
-TANH, RELU = 0, 1
+TANH, RELU, LINEAR = 0, 1, 2
+ACTIVATIONS = {"tanh": TANH, "relu": RELU, "linear": LINEAR}
 
 
 @njit
@@ -34,6 +35,9 @@ def _forward(x, w_ih, w_hh, bias, h0, resets, act, h_prev, y, buf):
                 for j in range(H):
                     a = yb[j] + r[j] + bias[j]
                     yb[j] = zero if a < zero else a  # keeps NaN, like np.maximum
+            elif act == LINEAR:
+                for j in range(H):
+                    yb[j] += r[j] + bias[j]
             else:
                 for j in range(H):
                     yb[j] = tanh(yb[j] + r[j] + bias[j])
@@ -65,6 +69,9 @@ def _backward(dy, x, w_ih, w_hh, h, h_prev, resets, act, clip, dh, da, dx,
             if act == RELU:
                 for j in range(H):
                     d[j] = dhb[j] * (one if hb[j] > zero else zero)
+            elif act == LINEAR:
+                for j in range(H):
+                    d[j] = dhb[j]
             else:
                 for j in range(H):
                     d[j] = dhb[j] * (one - hb[j] * hb[j])
@@ -81,7 +88,7 @@ def forward(cell, x, state, resets):
     T, B, _ = x.shape
     H = cell.hidden_size
     h_prev, y = np.empty((T, B, H), dtype=dt), np.empty((T, B, H), dtype=dt)
-    act = RELU if cell.nonlinearity == "relu" else TANH
+    act = ACTIVATIONS[cell.nonlinearity]
     h0 = _common.kernel_array(state[0], dt)
     _forward(x, p["weight_ih"], p["weight_hh"], p["bias_ih"] + p["bias_hh"], h0,
              _common.kernel_array(resets, bool), act, h_prev, y, np.empty((B, H), dtype=dt))
@@ -98,7 +105,7 @@ def backward(cell, dy, dstate, cache, ctx=None):
     x = _common.kernel_array(cache["x"], dt)
     da = np.empty((T, B, cell.hidden_size), dtype=dt)
     dx = np.empty(x.shape, dtype=dt)
-    act = RELU if cell.nonlinearity == "relu" else TANH
+    act = ACTIVATIONS[cell.nonlinearity]
     k = _common.kernel_array
     norms = _common.norm_record(ctx, 1, T, B, dt)
     fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
