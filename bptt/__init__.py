@@ -3,7 +3,7 @@
 Arrays are time-major: inputs (T, B, D) or tokens (T, B), outputs (T, B, ...).
 """
 
-from . import data, init, optim
+from . import data, diagnostics, init, optim
 from .bidirectional import Bidirectional
 from .cells import GRU, LSTM, Elman
 from .checkpoint import Checkpoint, load, save
@@ -31,6 +31,6 @@ __all__ = [
     "MeanSquaredError", "Module", "NonFiniteError", "ReLU", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "StepStats", "TBPTT", "Tanh", "Unroller", "global_norm",
     "gradcheck", "init", "load", "optim", "save", "value_and_grad",
-    "History", "Penalty", "SequenceDataset", "data", "evaluate", "fit", "pad_sequences",
+    "History", "Penalty", "SequenceDataset", "data", "diagnostics", "evaluate", "fit", "pad_sequences",
     "penalized_value_and_grad", "predict",
 ]

@@ -37,8 +37,10 @@ class BackwardContext:
         ``cell -> list of tuples of (T, B) arrays`` (one tuple per backward call, one array per
         state array: (h,) or (h, c)). Entry [t, b] is ||dL/ds_t|| for stream b, where s_t is
         the state after step t as carried to step t + 1: for h (the output too) the gradient
-        from the loss at t plus the one from later steps; for c the one from later steps.
-        Recorded before clipping; the compiled kernels record it at no cost when not asked.
+        from the loss at t plus the one from later steps; for c the one from later steps. The
+        gradient arriving from step t + 1 has been state-clipped already (if clipping is on);
+        the clip on the way to step t - 1 comes after the record. The compiled kernels record
+        at no cost when not asked.
     """
 
     __slots__ = ("state_clip", "state_clip_fired", "record_state_grads", "state_grad_norms")

@@ -112,10 +112,14 @@ class TBPTT:
         global mean loss and returns the global loss and weight; ``reducer.abort()`` is called
         instead when this process fails during the chunk, so the others are not left waiting
         (see :mod:`bptt.distributed`).
+    record_state_grads: record ||dL/ds_t|| at every step of every backward pass (see
+        :class:`~bptt.BackwardContext`); each chunk's dict passed to ``fit``'s callback then
+        holds them under "state_grads" (cell -> list of tuples of (T, B) arrays, newest window
+        piece first).
     """
 
     def __init__(self, model, loss, optimizer, k1, k2=_SAME, clip=None, accumulate=1,
-                 on_nonfinite="skip", reducer=None):
+                 on_nonfinite="skip", reducer=None, record_state_grads=False):
         self.model = check_model(model)
         self.loss = loss
         self.optimizer = optimizer
@@ -127,6 +131,7 @@ class TBPTT:
         self.accumulate = positive_int("accumulate", accumulate)
         self.on_nonfinite = choice("on_nonfinite", on_nonfinite, {"skip", "raise"})
         self.reducer = reducer
+        self.record_state_grads = bool(record_state_grads)
         self._clip_names = [repr(c) for c in self._all_clips()]
         if not getattr(model, "supports_truncation", True) and not (k1 is None and k2 is None):
             raise ValueError(f"{model!r} holds a Bidirectional part, which needs whole sequences: "
@@ -323,7 +328,8 @@ class TBPTT:
             weight = self._loss_weight(out, y, weights)
             if self._pending == 0 or pending_sum is not None:
                 model.zero_grad()
-            ctx = BackwardContext(None if self.state_clip is None else self.state_clip.value)
+            ctx = BackwardContext(None if self.state_clip is None else self.state_clip.value,
+                                  self.record_state_grads)
             window = self._window(cache, dout, n, start)
             self._backward(window, ctx)
         except BaseException:
@@ -345,6 +351,8 @@ class TBPTT:
 
         result = {"loss": value, "weight": weight, "updated": False, "nonfinite": None,
                   "norm": math.nan, "norm_clipped": math.nan, "start": start, "steps": n}
+        if self.record_state_grads:
+            result["state_grads"] = ctx.state_grad_norms
         norm = _safe_norm(self._global)
         problem = (None if math.isfinite(value) and math.isfinite(norm) else
                    self._find_nonfinite(value, out, y, window, start))

@@ -1,7 +1,5 @@
 """One chunk, no update: the loss and its exact gradient by full backpropagation through time."""
 
-import numpy as np
-
 from .module import BackwardContext, Module
 
 

@@ -1,7 +1,5 @@
 """A cell written by a user as one Python time step is driven by the unroller like a built-in."""
 
-import copy
-
 import numpy as np
 
 import bptt

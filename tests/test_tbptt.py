@@ -2,7 +2,6 @@
 
 import copy
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -386,3 +385,19 @@ def test_evaluate_after_training_on_another_batch_size(rng):
     assert np.isfinite(trainer.evaluate(vx, vy))
     with pytest.raises(ValueError, match=r"expected state\[0\] of shape \(2, 6\)"):
         trainer.step(vx, vy)
+
+
+def test_recorded_state_gradients_reach_the_callback(rng):
+    model = token_model("lstm")
+    x, y = stream(rng, L=8)
+    seen = []
+    trainer = bptt.TBPTT(model, bptt.SoftmaxCrossEntropy(),
+                         RecordingSGD(model.named_parameters(), 0.0), k1=4,
+                         record_state_grads=True)
+    trainer.fit(x, y, callback=lambda report, chunk: seen.append(chunk["state_grads"]))
+    assert len(seen) == 2
+    (h, c), = seen[0][model[1]]
+    assert h.shape == c.shape == (4, 2) and np.all(h > 0)
+    # the same figures as a plain backward with recording on
+    ref = bptt.diagnostics.state_gradient_norms(model, bptt.SoftmaxCrossEntropy(), x[:4], y[:4])
+    np.testing.assert_allclose(np.sqrt((h ** 2).sum(axis=1)), ref["1"].h, rtol=1e-10)
