@@ -332,14 +332,18 @@ def machine():
         versions["torch"] = torch.__version__
     except ImportError:
         pass
+    from bptt._config import blas_core
     return {"cpu": cpu, "cores": os.cpu_count(), "versions": versions,
+            "blas": f"scipy's OpenBLAS, {blas_core()} kernels"
+                    + (f" (OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']})"
+                       if "OPENBLAS_CORETYPE" in os.environ else ""),
             "date": datetime.date.today().isoformat()}
 
 
 def markdown(res):
     m = res["machine"]
     lines = [f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores; " +
-             ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", ""]
+             ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + f"; {m['blas']}.", ""]
     if "w1" in res:
         w1 = res["w1"]
         lines += [f"**W1**, float32, median ms per training step; GEMM rate measured in the same "

@@ -3,6 +3,7 @@
 Arrays are time-major: inputs (T, B, D) or tokens (T, B), outputs (T, B, ...).
 """
 
+from . import _config  # noqa: F401  (first: it settles numba's cache directory)
 from . import data, diagnostics, init, optim
 from .bidirectional import Bidirectional
 from .cells import GRU, LSTM, Elman
