@@ -7,6 +7,7 @@ import numpy as np
 
 from . import init
 from ._kernels import layers as _kernels
+from ._kernels._common import buffer
 from ._validate import positive_int, positive_float, token_sequence
 from .module import Module
 
@@ -54,7 +55,7 @@ class Dense(Module):
 
     def _forward(self, x, state, resets):
         p = self.params
-        y = np.empty(x.shape[:-1] + (self.out_features,), dtype=self.dtype)
+        y = buffer(self, "y", x.shape[:-1] + (self.out_features,), self.dtype)
         _kernels.dense_forward(x.reshape(-1, self.in_features), p["weight"],
                                p.get("bias", p["weight"][0]), self.bias,
                                y.reshape(-1, self.out_features))
@@ -65,11 +66,12 @@ class Dense(Module):
             return None, ()
         x, p, g = cache["x"], self.params, self.grads
         dy = np.ascontiguousarray(dy, dtype=self.dtype)
-        dx = np.empty(x.shape, dtype=self.dtype)
+        dx = buffer(self, "dx", x.shape, self.dtype)
         _kernels.dense_backward(dy.reshape(-1, self.out_features),
                                 x.reshape(-1, self.in_features), p["weight"], g["weight"],
                                 g.get("bias", g["weight"][0]), self.bias,
-                                dx.reshape(-1, self.in_features))
+                                dx.reshape(-1, self.in_features),
+                                buffer(self, "scratch", (p["weight"].size,), self.dtype))
         return dx, ()
 
     def get_config(self):

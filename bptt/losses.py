@@ -10,6 +10,7 @@ unmasked positions for a 0/1 mask, as PyTorch's ``ignore_index`` does); with ``"
 import numpy as np
 
 from ._kernels import layers as _layer_kernels
+from ._kernels._common import buffer
 from ._validate import choice, weight_mask
 
 
@@ -18,6 +19,11 @@ class Loss:
 
     def __init__(self, reduction="mean"):
         self.reduction = choice("reduction", reduction, {"mean", "sum"})
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_buffers", None)  # work arrays are not part of a copy
+        return state
 
     def __call__(self, y, target, weights=None):
         value, dl, _ = self.value_grad_and_weight(y, target, weights)
@@ -138,12 +144,12 @@ class SoftmaxCrossEntropy(Loss):
     def _weighted_value_and_grad(self, y, target, w, scale):
         T, B, V = y.shape
         logits = np.ascontiguousarray(y).reshape(T * B, V)
-        grad = np.empty_like(logits)
+        grad = buffer(self, "grad", (T, B, V), y.dtype)
         total = _layer_kernels.softmax_cross_entropy(
             logits, np.ascontiguousarray(self._safe_target(target), dtype=np.int64).reshape(-1),
             np.ascontiguousarray(w, dtype=y.dtype).reshape(-1), scale,
-            np.empty(T * B, dtype=y.dtype), grad)
-        return total, grad.reshape(T, B, V)
+            buffer(self, "losses", (T * B,), y.dtype), grad.reshape(T * B, V))
+        return total, grad
 
     def _losses_and_grads(self, y, target):
         shifted, e, s = self._log_softmax_parts(y)

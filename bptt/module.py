@@ -94,6 +94,12 @@ class Module:
         self.training = True
         self._dtype = as_dtype(dtype)
 
+    def __getstate__(self):
+        # work buffers (bptt._kernels._common.buffer) are not part of a copy or a pickle
+        state = dict(self.__dict__)
+        state.pop("_buffers", None)
+        return state
+
     # -- parameters -----------------------------------------------------------------------
     @property
     def dtype(self):

@@ -45,7 +45,7 @@ def _forward(x, w_ih, w_hh, bias, h0, resets, act, h_prev, y, buf):
 
 @njit
 def _backward(dy, x, w_ih, w_hh, h, h_prev, resets, act, clip, dh, da, dx,
-              g_w_ih, g_w_hh, g_b_ih, g_b_hh, norms):
+              g_w_ih, g_w_hh, g_b_ih, g_b_hh, norms, scratch):
     """dy (T, B, H), or (0, B, H) for zeros; x, h (the outputs), h_prev from the cache; dh (B, H)
     the final-state gradient on entry, the initial-state gradient on exit; fills da (T, B, H)
     with the pre-activation gradients and dx (T, B, D); adds the parameter gradients into g_*;
@@ -79,7 +79,7 @@ def _backward(dy, x, w_ih, w_hh, h, h_prev, resets, act, clip, dh, da, dx,
         reset_rows(dh, resets[t])
         if do_clip and clip_inplace(dh, clip):
             fired += 1
-    weight_gradients(da, da, x, h_prev, w_ih, g_w_ih, g_w_hh, g_b_ih, g_b_hh, dx)
+    weight_gradients(da, da, x, h_prev, w_ih, g_w_ih, g_w_hh, g_b_ih, g_b_hh, dx, scratch)
     return fired
 
 
@@ -87,11 +87,12 @@ def forward(cell, x, state, resets):
     p, dt = cell.params, cell.dtype
     T, B, _ = x.shape
     H = cell.hidden_size
-    h_prev, y = np.empty((T, B, H), dtype=dt), np.empty((T, B, H), dtype=dt)
+    h_prev, y = _common.buffer(cell, "h_prev", (T, B, H), dt), _common.buffer(cell, "y", (T, B, H), dt)
     act = ACTIVATIONS[cell.nonlinearity]
     h0 = _common.kernel_array(state[0], dt)
     _forward(x, p["weight_ih"], p["weight_hh"], p["bias_ih"] + p["bias_hh"], h0,
-             _common.kernel_array(resets, bool), act, h_prev, y, np.empty((B, H), dtype=dt))
+             _common.kernel_array(resets, bool), act, h_prev, y,
+             _common.buffer(cell, "step", (B, H), dt))
     final = y[T - 1].copy() if T else h0.copy()
     cache = {"x": x, "h_prev": h_prev, "h": y, "resets": resets}
     return y, (final,), cache
@@ -103,15 +104,16 @@ def backward(cell, dy, dstate, cache, ctx=None):
     dt, p, g = cell.dtype, cell.params, cell.grads
     (dh,) = _common.state_gradient(cell, dstate, B)
     x = _common.kernel_array(cache["x"], dt)
-    da = np.empty((T, B, cell.hidden_size), dtype=dt)
-    dx = np.empty(x.shape, dtype=dt)
+    da = _common.buffer(cell, "da", (T, B, cell.hidden_size), dt)
+    dx = _common.buffer(cell, "dx", x.shape, dt)
     act = ACTIVATIONS[cell.nonlinearity]
     k = _common.kernel_array
     norms = _common.norm_record(ctx, 1, T, B, dt)
     fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
                       p["weight_hh"], k(cache["h"], dt), k(cache["h_prev"], dt),
                       k(resets, bool), act, _common.clip_value(ctx, dt), dh, da, dx,
-                      g["weight_ih"], g["weight_hh"], g["bias_ih"], g["bias_hh"], norms)
+                      g["weight_ih"], g["weight_hh"], g["bias_ih"], g["bias_hh"], norms,
+                      _common.weight_scratch(cell))
     _common.count_fired(ctx, fired)
     _common.keep_record(cell, ctx, norms)
     return dx, (dh,)

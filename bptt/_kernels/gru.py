@@ -48,7 +48,7 @@ def _forward(x, w_ih, w_hh, b_ih, b_hh, h0, resets, gates, h_prev, hn, y, buf):
 
 @njit
 def _backward(dy, x, w_ih, w_hh, gates, hn, h_prev, resets, clip, dh, dai, dah, tmp, dx,
-              g_w_ih, g_w_hh, g_b_ih, g_b_hh, norms):
+              g_w_ih, g_w_hh, g_b_ih, g_b_hh, norms, scratch):
     """dy (T, B, H), or (0, B, H) for zeros; x, gates, hn, h_prev from the cache; dh (B, H) the
     final-state gradient on entry, the initial-state gradient on exit; fills dai (T, B, 3H)
     with the gradients of the input-side pre-activations (dr, dz, dn) and dx (T, B, D); dah
@@ -100,7 +100,7 @@ def _backward(dy, x, w_ih, w_hh, gates, hn, h_prev, resets, clip, dh, dai, dah, 
     # (dn * r) in place, for dW_hh and b_hh: no second (T, B, 3H) array
     TB = T * B
     ai = dai.reshape(TB, 3 * H)
-    matmul_acc(ai.T, x.reshape(TB, x.shape[2]), g_w_ih)
+    matmul_acc(ai.T, x.reshape(TB, x.shape[2]), g_w_ih, scratch)
     column_sums(ai, g_b_ih, g_b_ih[:0])
     np.dot(ai, w_ih, dx.reshape(TB, dx.shape[2]))
     gr = gates.reshape(TB, 3 * H)
@@ -108,7 +108,7 @@ def _backward(dy, x, w_ih, w_hh, gates, hn, h_prev, resets, clip, dh, dai, dah, 
         an, r = ai[i, 2 * H:], gr[i, :H]
         for j in range(H):
             an[j] *= r[j]
-    matmul_acc(ai.T, h_prev.reshape(TB, H), g_w_hh)
+    matmul_acc(ai.T, h_prev.reshape(TB, H), g_w_hh, scratch)
     column_sums(ai, g_b_hh, g_b_hh[:0])
     return fired
 
@@ -118,11 +118,12 @@ def forward(cell, x, state, resets):
     T, B, _ = x.shape
     H = cell.hidden_size
     h0 = _common.kernel_array(state[0], dt)
-    gates = np.empty((T, B, 3 * H), dtype=dt)
-    h_prev, hn, y = (np.empty((T, B, H), dtype=dt) for _ in range(3))
+    buf = _common.buffer
+    gates = buf(cell, "gates", (T, B, 3 * H), dt)
+    h_prev, hn, y = (buf(cell, k, (T, B, H), dt) for k in ("h_prev", "hn", "y"))
     _forward(x, p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"], h0,
              _common.kernel_array(resets, bool), gates, h_prev, hn, y,
-             np.empty((B, 3 * H), dtype=dt))
+             buf(cell, "step", (B, 3 * H), dt))
     final = y[T - 1].copy() if T else h0.copy()
     cache = {"x": x, "h_prev": h_prev, "gates": gates, "hn": hn, "resets": resets}
     return y, (final,), cache
@@ -135,15 +136,17 @@ def backward(cell, dy, dstate, cache, ctx=None):
     H = cell.hidden_size
     (dh,) = _common.state_gradient(cell, dstate, B)
     x = _common.kernel_array(cache["x"], dt)
-    dai = np.empty((T, B, 3 * H), dtype=dt)
-    dx = np.empty(x.shape, dtype=dt)
+    dai = _common.buffer(cell, "dai", (T, B, 3 * H), dt)
+    dx = _common.buffer(cell, "dx", x.shape, dt)
     k = _common.kernel_array
     norms = _common.norm_record(ctx, 1, T, B, dt)
     fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
                       p["weight_hh"], k(cache["gates"], dt), k(cache["hn"], dt),
                       k(cache["h_prev"], dt), k(resets, bool), _common.clip_value(ctx, dt),
-                      dh, dai, np.empty((B, 3 * H), dtype=dt), np.empty((B, H), dtype=dt), dx,
-                      g["weight_ih"], g["weight_hh"], g["bias_ih"], g["bias_hh"], norms)
+                      dh, dai, _common.buffer(cell, "dah", (B, 3 * H), dt),
+                      _common.buffer(cell, "tmp", (B, H), dt), dx, g["weight_ih"],
+                      g["weight_hh"], g["bias_ih"], g["bias_hh"], norms,
+                      _common.weight_scratch(cell))
     _common.count_fired(ctx, fired)
     _common.keep_record(cell, ctx, norms)
     return dx, (dh,)

@@ -24,9 +24,10 @@ def dense_forward(x, w, b, has_bias, y):
 
 
 @njit
-def dense_backward(dy, x, w, g_w, g_b, has_bias, dx):
-    """Add dW = dy^T x and db = sum(dy) into g_w, g_b; set dx = dy @ w (dx may be empty)."""
-    matmul_acc(dy.T, x, g_w)
+def dense_backward(dy, x, w, g_w, g_b, has_bias, dx, scratch):
+    """Add dW = dy^T x and db = sum(dy) into g_w, g_b; set dx = dy @ w (dx may be empty);
+    scratch (1-D, at least w.size)."""
+    matmul_acc(dy.T, x, g_w, scratch)
     if has_bias:
         column_sums(dy, g_b, g_b[:0])
     if dx.shape[0] != 0:

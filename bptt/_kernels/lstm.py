@@ -56,7 +56,7 @@ def _forward(x, w_ih, w_hh, bias, h0, c, resets, gates, h_prev, c_prev, tanh_c, 
 
 @njit
 def _backward(dy, x, w_ih, w_hh, gates, c_prev, tanh_c, h_prev, resets, clip, dh, dc, da, dx,
-              g_w_ih, g_w_hh, g_b_ih, g_b_hh, norms):
+              g_w_ih, g_w_hh, g_b_ih, g_b_hh, norms, scratch):
     """dy (T, B, H), or (0, B, H) for zeros; x, gates, c_prev, tanh_c, h_prev from the cache;
     dh, dc (B, H) the final-state gradient on entry, the initial-state gradient on exit;
     fills da (T, B, 4H) with the pre-activation gradients and dx (T, B, D); adds the parameter
@@ -102,7 +102,7 @@ def _backward(dy, x, w_ih, w_hh, gates, c_prev, tanh_c, h_prev, resets, clip, dh
             fired_c = clip_inplace(dc, clip)
             if fired_h or fired_c:
                 fired += 1
-    weight_gradients(da, da, x, h_prev, w_ih, g_w_ih, g_w_hh, g_b_ih, g_b_hh, dx)
+    weight_gradients(da, da, x, h_prev, w_ih, g_w_ih, g_w_hh, g_b_ih, g_b_hh, dx, scratch)
     return fired
 
 
@@ -112,11 +112,13 @@ def forward(cell, x, state, resets):
     H = cell.hidden_size
     h0 = _common.kernel_array(state[0], dt)
     c = np.array(state[1], dtype=dt, order="C")  # becomes the final c
-    gates = np.empty((T, B, 4 * H), dtype=dt)
-    h_prev, c_prev, tanh_c, y = (np.empty((T, B, H), dtype=dt) for _ in range(4))
+    buf = _common.buffer
+    gates = buf(cell, "gates", (T, B, 4 * H), dt)
+    h_prev, c_prev, tanh_c, y = (buf(cell, k, (T, B, H), dt)
+                                 for k in ("h_prev", "c_prev", "tanh_c", "y"))
     _forward(x, p["weight_ih"], p["weight_hh"], p["bias_ih"] + p["bias_hh"], h0, c,
              _common.kernel_array(resets, bool), gates, h_prev, c_prev, tanh_c, y,
-             np.empty((B, 4 * H), dtype=dt))
+             buf(cell, "step", (B, 4 * H), dt))
     final = (y[T - 1].copy() if T else h0.copy(), c)
     cache = {"x": x, "h_prev": h_prev, "c_prev": c_prev, "gates": gates, "tanh_c": tanh_c,
              "resets": resets}
@@ -129,15 +131,16 @@ def backward(cell, dy, dstate, cache, ctx=None):
     dt, p, g = cell.dtype, cell.params, cell.grads
     dh, dc = _common.state_gradient(cell, dstate, B)
     x = _common.kernel_array(cache["x"], dt)
-    da = np.empty((T, B, 4 * cell.hidden_size), dtype=dt)
-    dx = np.empty(x.shape, dtype=dt)
+    da = _common.buffer(cell, "da", (T, B, 4 * cell.hidden_size), dt)
+    dx = _common.buffer(cell, "dx", x.shape, dt)
     k = _common.kernel_array
     norms = _common.norm_record(ctx, 2, T, B, dt)
     fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
                       p["weight_hh"], k(cache["gates"], dt), k(cache["c_prev"], dt),
                       k(cache["tanh_c"], dt), k(cache["h_prev"], dt), k(resets, bool),
                       _common.clip_value(ctx, dt), dh, dc, da, dx, g["weight_ih"],
-                      g["weight_hh"], g["bias_ih"], g["bias_hh"], norms)
+                      g["weight_hh"], g["bias_ih"], g["bias_hh"], norms,
+                      _common.weight_scratch(cell))
     _common.count_fired(ctx, fired)
     _common.keep_record(cell, ctx, norms)
     return dx, (dh, dc)

@@ -1,0 +1,61 @@
+"""Work arrays are reused across calls only when nothing holds the previous one."""
+
+import numpy as np
+
+import bptt
+
+
+def test_outputs_held_by_the_caller_are_never_overwritten(rng):
+    cell = bptt.LSTM(3, 4, dtype=np.float64, seed=0)
+    x1, x2 = rng.standard_normal((5, 2, 3)), rng.standard_normal((5, 2, 3))
+    y1, _, cache1 = cell.forward(x1)
+    keep = y1.copy(), cache1["gates"].copy()
+    y2, _, cache2 = cell.forward(x2)
+    assert y2 is not y1 and cache2["gates"] is not cache1["gates"]
+    np.testing.assert_array_equal(y1, keep[0])
+    np.testing.assert_array_equal(cache1["gates"], keep[1])
+
+
+def test_a_view_keeps_the_array_alive(rng):
+    dense = bptt.Dense(3, 4, dtype=np.float64, seed=0)
+    x = rng.standard_normal((5, 2, 3))
+    y, _, _ = dense.forward(x)
+    first_row = y[0]            # a view only
+    expected = first_row.copy()
+    del y
+    dense.forward(x * 2)
+    np.testing.assert_array_equal(first_row, expected)
+
+
+def test_arrays_are_reused_once_released(rng):
+    cell = bptt.GRU(3, 4, dtype=np.float32, seed=0)
+    x = rng.standard_normal((6, 2, 3)).astype(np.float32)
+    y, _, cache = cell.forward(x)
+    ids = id(y), id(cache["gates"])
+    del y, cache
+    y, _, cache = cell.forward(x)
+    assert (id(y), id(cache["gates"])) == ids
+
+
+def test_training_is_unchanged_by_reuse(rng):
+    """TBPTT with k2 > k1 keeps earlier caches: those must not be reused under it."""
+    def run():
+        model = bptt.Sequential([bptt.Embedding(7, 3), bptt.LSTM(3, 5), bptt.Dense(5, 7)],
+                                dtype=np.float64, seed=1)
+        opt = bptt.optim.SGD(model.named_parameters(), lr=0.1)
+        bptt.TBPTT(model, bptt.SoftmaxCrossEntropy(), opt, k1=3, k2=7).fit(x, y)
+        return model
+
+    x, y = rng.integers(0, 7, (15, 2)), rng.integers(0, 7, (15, 2))
+    a, b = run(), run()
+    b_params = b.named_parameters()
+    for k, v in a.named_parameters().items():
+        np.testing.assert_array_equal(v, b_params[k])
+    # and equal to the step path, which allocates afresh every time
+    ref = bptt.Sequential([bptt.Embedding(7, 3), bptt.LSTM(3, 5), bptt.Dense(5, 7)],
+                          dtype=np.float64, seed=1)
+    ref[1].use_kernels = False
+    opt = bptt.optim.SGD(ref.named_parameters(), lr=0.1)
+    bptt.TBPTT(ref, bptt.SoftmaxCrossEntropy(), opt, k1=3, k2=7).fit(x, y)
+    for k, v in a.named_parameters().items():
+        np.testing.assert_allclose(v, ref.named_parameters()[k], rtol=1e-10, atol=1e-12)
