@@ -55,6 +55,32 @@ def keep_record(cell, ctx, norms):
         ctx.record(cell, tuple(norms))
 
 
+def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, *extra):
+    """Prepare the arguments every cell's compiled backward shares, call ``kernel`` and finish
+    (clip count, recorded norms). Returns ``(dx, dstate0)``.
+
+    The kernels take, in this order: dy, x, w_ih, w_hh, resets, clip, norms, scratch, the four
+    parameter-gradient arrays (weight_ih, weight_hh, bias_ih, bias_hh), dx, then ``*extra``
+    (scalars), the cache arrays named in ``cached``, the state-gradient arrays (updated in place
+    to the initial state's gradient) and the work arrays ``work`` (a list of (name, shape)).
+    """
+    resets = cache["resets"]
+    T, B = resets.shape
+    dt, p, g = cell.dtype, cell.params, cell.grads
+    dstate = state_gradient(cell, dstate, B)
+    x = kernel_array(cache["x"], dt)
+    dx = buffer(cell, "dx", x.shape, dt)
+    norms = norm_record(ctx, len(dstate), T, B, dt)
+    fired = kernel(output_gradient(cell, dy, T, B), x, p["weight_ih"], p["weight_hh"],
+                   kernel_array(resets, bool), clip_value(ctx, dt), norms, weight_scratch(cell),
+                   g["weight_ih"], g["weight_hh"], g["bias_ih"], g["bias_hh"], dx, *extra,
+                   *(kernel_array(cache[k], dt) for k in cached), *dstate,
+                   *(buffer(cell, name, shape, dt) for name, shape in work))
+    count_fired(ctx, fired)
+    keep_record(cell, ctx, norms)
+    return dx, dstate
+
+
 def count_fired(ctx, fired):
     if ctx is not None and ctx.state_clip is not None:
         ctx.state_clip_fired += int(fired)

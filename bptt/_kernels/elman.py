@@ -44,8 +44,8 @@ def _forward(x, w_ih, w_hh, bias, h0, resets, act, h_prev, y, buf):
 
 
 @njit
-def _backward(dy, x, w_ih, w_hh, h, h_prev, resets, act, clip, dh, da, dx,
-              g_w_ih, g_w_hh, g_b_ih, g_b_hh, norms, scratch):
+def _backward(dy, x, w_ih, w_hh, resets, clip, norms, scratch, g_w_ih, g_w_hh, g_b_ih, g_b_hh,
+              dx, act, h, h_prev, dh, da):
     """dy (T, B, H), or (0, B, H) for zeros; x, h (the outputs), h_prev from the cache; dh (B, H)
     the final-state gradient on entry, the initial-state gradient on exit; fills da (T, B, H)
     with the pre-activation gradients and dx (T, B, D); adds the parameter gradients into g_*;
@@ -87,7 +87,7 @@ def forward(cell, x, state, resets):
     p, dt = cell.params, cell.dtype
     T, B, _ = x.shape
     H = cell.hidden_size
-    h_prev, y = _common.buffer(cell, "h_prev", (T, B, H), dt), _common.buffer(cell, "y", (T, B, H), dt)
+    h_prev, y = (_common.buffer(cell, k, (T, B, H), dt) for k in ("h_prev", "y"))
     act = ACTIVATIONS[cell.nonlinearity]
     h0 = _common.kernel_array(state[0], dt)
     _forward(x, p["weight_ih"], p["weight_hh"], p["bias_ih"] + p["bias_hh"], h0,
@@ -99,21 +99,7 @@ def forward(cell, x, state, resets):
 
 
 def backward(cell, dy, dstate, cache, ctx=None):
-    resets = cache["resets"]
-    T, B = resets.shape
-    dt, p, g = cell.dtype, cell.params, cell.grads
-    (dh,) = _common.state_gradient(cell, dstate, B)
-    x = _common.kernel_array(cache["x"], dt)
-    da = _common.buffer(cell, "da", (T, B, cell.hidden_size), dt)
-    dx = _common.buffer(cell, "dx", x.shape, dt)
-    act = ACTIVATIONS[cell.nonlinearity]
-    k = _common.kernel_array
-    norms = _common.norm_record(ctx, 1, T, B, dt)
-    fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
-                      p["weight_hh"], k(cache["h"], dt), k(cache["h_prev"], dt),
-                      k(resets, bool), act, _common.clip_value(ctx, dt), dh, da, dx,
-                      g["weight_ih"], g["weight_hh"], g["bias_ih"], g["bias_hh"], norms,
-                      _common.weight_scratch(cell))
-    _common.count_fired(ctx, fired)
-    _common.keep_record(cell, ctx, norms)
-    return dx, (dh,)
+    T, B = cache["resets"].shape
+    return _common.run_backward(cell, _backward, dy, dstate, cache, ctx, ("h", "h_prev"),
+                                [("da", (T, B, cell.hidden_size))],
+                                ACTIVATIONS[cell.nonlinearity])

@@ -47,8 +47,8 @@ def _forward(x, w_ih, w_hh, b_ih, b_hh, h0, resets, gates, h_prev, hn, y, buf):
 
 
 @njit
-def _backward(dy, x, w_ih, w_hh, gates, hn, h_prev, resets, clip, dh, dai, dah, tmp, dx,
-              g_w_ih, g_w_hh, g_b_ih, g_b_hh, norms, scratch):
+def _backward(dy, x, w_ih, w_hh, resets, clip, norms, scratch, g_w_ih, g_w_hh, g_b_ih, g_b_hh,
+              dx, gates, hn, h_prev, dh, dai, dah, tmp):
     """dy (T, B, H), or (0, B, H) for zeros; x, gates, hn, h_prev from the cache; dh (B, H) the
     final-state gradient on entry, the initial-state gradient on exit; fills dai (T, B, 3H)
     with the gradients of the input-side pre-activations (dr, dz, dn) and dx (T, B, D); dah
@@ -130,23 +130,8 @@ def forward(cell, x, state, resets):
 
 
 def backward(cell, dy, dstate, cache, ctx=None):
-    resets = cache["resets"]
-    T, B = resets.shape
-    dt, p, g = cell.dtype, cell.params, cell.grads
+    T, B = cache["resets"].shape
     H = cell.hidden_size
-    (dh,) = _common.state_gradient(cell, dstate, B)
-    x = _common.kernel_array(cache["x"], dt)
-    dai = _common.buffer(cell, "dai", (T, B, 3 * H), dt)
-    dx = _common.buffer(cell, "dx", x.shape, dt)
-    k = _common.kernel_array
-    norms = _common.norm_record(ctx, 1, T, B, dt)
-    fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
-                      p["weight_hh"], k(cache["gates"], dt), k(cache["hn"], dt),
-                      k(cache["h_prev"], dt), k(resets, bool), _common.clip_value(ctx, dt),
-                      dh, dai, _common.buffer(cell, "dah", (B, 3 * H), dt),
-                      _common.buffer(cell, "tmp", (B, H), dt), dx, g["weight_ih"],
-                      g["weight_hh"], g["bias_ih"], g["bias_hh"], norms,
-                      _common.weight_scratch(cell))
-    _common.count_fired(ctx, fired)
-    _common.keep_record(cell, ctx, norms)
-    return dx, (dh,)
+    return _common.run_backward(cell, _backward, dy, dstate, cache, ctx,
+                                ("gates", "hn", "h_prev"),
+                                [("dai", (T, B, 3 * H)), ("dah", (B, 3 * H)), ("tmp", (B, H))])

@@ -55,8 +55,8 @@ def _forward(x, w_ih, w_hh, bias, h0, c, resets, gates, h_prev, c_prev, tanh_c, 
 
 
 @njit
-def _backward(dy, x, w_ih, w_hh, gates, c_prev, tanh_c, h_prev, resets, clip, dh, dc, da, dx,
-              g_w_ih, g_w_hh, g_b_ih, g_b_hh, norms, scratch):
+def _backward(dy, x, w_ih, w_hh, resets, clip, norms, scratch, g_w_ih, g_w_hh, g_b_ih, g_b_hh,
+              dx, gates, c_prev, tanh_c, h_prev, dh, dc, da):
     """dy (T, B, H), or (0, B, H) for zeros; x, gates, c_prev, tanh_c, h_prev from the cache;
     dh, dc (B, H) the final-state gradient on entry, the initial-state gradient on exit;
     fills da (T, B, 4H) with the pre-activation gradients and dx (T, B, D); adds the parameter
@@ -126,21 +126,7 @@ def forward(cell, x, state, resets):
 
 
 def backward(cell, dy, dstate, cache, ctx=None):
-    resets = cache["resets"]
-    T, B = resets.shape
-    dt, p, g = cell.dtype, cell.params, cell.grads
-    dh, dc = _common.state_gradient(cell, dstate, B)
-    x = _common.kernel_array(cache["x"], dt)
-    da = _common.buffer(cell, "da", (T, B, 4 * cell.hidden_size), dt)
-    dx = _common.buffer(cell, "dx", x.shape, dt)
-    k = _common.kernel_array
-    norms = _common.norm_record(ctx, 2, T, B, dt)
-    fired = _backward(_common.output_gradient(cell, dy, T, B), x, p["weight_ih"],
-                      p["weight_hh"], k(cache["gates"], dt), k(cache["c_prev"], dt),
-                      k(cache["tanh_c"], dt), k(cache["h_prev"], dt), k(resets, bool),
-                      _common.clip_value(ctx, dt), dh, dc, da, dx, g["weight_ih"],
-                      g["weight_hh"], g["bias_ih"], g["bias_hh"], norms,
-                      _common.weight_scratch(cell))
-    _common.count_fired(ctx, fired)
-    _common.keep_record(cell, ctx, norms)
-    return dx, (dh, dc)
+    T, B = cache["resets"].shape
+    return _common.run_backward(cell, _backward, dy, dstate, cache, ctx,
+                                ("gates", "c_prev", "tanh_c", "h_prev"),
+                                [("da", (T, B, 4 * cell.hidden_size))])
