@@ -8,9 +8,9 @@ from . import data, diagnostics, init, optim
 from .bidirectional import Bidirectional
 from .cells import GRU, LSTM, Elman
 from .checkpoint import Checkpoint, load, save
-from .data import SequenceDataset, pad_sequences
 from .clip import (ClipGlobalNorm, ClipNormPerParameter, ClipStateGradient, ClipValue,
                    global_norm)
+from .data import SequenceDataset, pad_sequences
 from .errors import CheckpointError, NonFiniteError
 from .gradcheck import GradcheckReport, gradcheck
 from .layers import Dense, Dropout, Embedding, ReLU, Sigmoid, Tanh
@@ -25,13 +25,19 @@ from .value_and_grad import value_and_grad
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackwardContext", "Bidirectional", "BinaryCrossEntropyWithLogits", "Cell", "Checkpoint",
-    "CheckpointError",
-    "ClipGlobalNorm", "ClipNormPerParameter", "ClipStateGradient", "ClipValue", "Dense",
-    "Dropout", "Elman", "Embedding", "FitReport", "GRU", "GradcheckReport", "LSTM",
-    "MeanSquaredError", "Module", "NonFiniteError", "ReLU", "Sequential", "Sigmoid",
-    "SoftmaxCrossEntropy", "StepStats", "TBPTT", "Tanh", "Unroller", "global_norm",
-    "gradcheck", "init", "load", "optim", "save", "value_and_grad",
-    "History", "Penalty", "SequenceDataset", "data", "diagnostics", "evaluate", "fit", "pad_sequences",
+    # parts and models
+    "Bidirectional", "Cell", "Dense", "Dropout", "Elman", "Embedding", "GRU", "LSTM", "Module",
+    "ReLU", "Sequential", "Sigmoid", "Tanh", "Unroller", "BackwardContext",
+    # losses, training, clipping
+    "BinaryCrossEntropyWithLogits", "MeanSquaredError", "SoftmaxCrossEntropy", "TBPTT",
+    "FitReport", "StepStats", "ClipGlobalNorm", "ClipNormPerParameter", "ClipStateGradient",
+    "ClipValue", "global_norm", "value_and_grad", "gradcheck", "GradcheckReport",
+    "NonFiniteError",
+    # datasets of sequences
+    "History", "Penalty", "SequenceDataset", "evaluate", "fit", "pad_sequences",
     "penalized_value_and_grad", "predict",
+    # checkpoints
+    "Checkpoint", "CheckpointError", "load", "save",
+    # modules
+    "data", "diagnostics", "init", "optim",
 ]
