@@ -57,14 +57,10 @@ def softmax_cross_entropy(logits, targets, weights, scale, losses, grad):
     total = 0.0
     for i in range(N):
         row, g = logits[i], grad[i]
-        m = row[0]
-        for j in range(1, V):
-            m = row[j] if row[j] > m else m
-        s = row.dtype.type(0)
-        for j in range(V):
-            e = exp(row[j] - m)
-            g[j] = e
-            s += e
+        m = row_max(row)
+        for j in range(V):   # no running sum here, so that the loop vectorises
+            g[j] = exp(row[j] - m)
+        s = row_sum(g)
         t = targets[i]
         w = weights[i]
         loss = np.log(s) - (row[t] - m)
@@ -76,6 +72,42 @@ def softmax_cross_entropy(logits, targets, weights, scale, losses, grad):
             g[j] *= c
         g[t] -= row.dtype.type(scale) * w
     return total
+
+
+@njit
+def row_max(a):
+    """max of a 1-D array over 8 lanes (a single running maximum would not vectorise); NaN
+    if any element is NaN."""
+    n = a.shape[0]
+    m8 = np.empty(8, dtype=a.dtype)
+    m8[:] = a[0]
+    nan = False
+    for i in range(0, n - n % 8, 8):
+        for k in range(8):
+            v = a[i + k]
+            m8[k] = v if v > m8[k] else m8[k]
+            nan |= v != v
+    m = m8[0]
+    for k in range(1, 8):
+        m = m8[k] if m8[k] > m else m
+    for i in range(n - n % 8, n):
+        m = a[i] if a[i] > m else m
+        nan |= a[i] != a[i]
+    return a.dtype.type(np.nan) if nan else m
+
+
+@njit
+def row_sum(a):
+    """sum of a 1-D array over 8 lanes, in a's dtype."""
+    n = a.shape[0]
+    s8 = np.zeros(8, dtype=a.dtype)
+    for i in range(0, n - n % 8, 8):
+        for k in range(8):
+            s8[k] += a[i + k]
+    s = s8.sum()
+    for i in range(n - n % 8, n):
+        s += a[i]
+    return s
 
 
 @njit
