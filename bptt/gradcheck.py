@@ -98,10 +98,13 @@ def gradcheck(model, loss, x, y, state=None, weights=None, resets=None, eps=1e-3
         ana = a.reshape(-1)[idx]
         floor = 1e-3 * np.max(np.abs(num), initial=0.0) + 1e-12
         rel = np.abs(ana - num) / np.maximum(np.maximum(np.abs(ana), np.abs(num)), floor)
-        w = int(np.argmax(rel)) if rel.size else 0
-        rows[name] = {"error": float(rel[w]) if rel.size else 0.0,
-                      "index": tuple(int(i) for i in np.unravel_index(idx[w], p.shape)) if rel.size else (),
-                      "analytic": float(ana[w]) if rel.size else 0.0,
-                      "numeric": float(num[w]) if rel.size else 0.0,
+        if not rel.size:   # an empty parameter: nothing to check
+            rows[name] = {"error": 0.0, "index": (), "analytic": 0.0, "numeric": 0.0,
+                          "checked": 0, "size": 0}
+            continue
+        w = int(np.argmax(rel))
+        rows[name] = {"error": float(rel[w]),
+                      "index": tuple(int(i) for i in np.unravel_index(idx[w], p.shape)),
+                      "analytic": float(ana[w]), "numeric": float(num[w]),
                       "checked": int(idx.size), "size": int(flat.size)}
     return GradcheckReport(rows)

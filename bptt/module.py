@@ -13,9 +13,10 @@ Every part of a model is a :class:`Module`:
   zero final-state gradient. A static layer given ``dy=None`` returns ``dx=None``.
 
 A cache is a dict whose values are time-indexed (numpy arrays with time on axis 0, Python lists
-of per-step objects, or nested caches) or else time-independent metadata (tuples, numbers), so any cache can be cut in time
-(:func:`slice_cache`); the TBPTT engine relies on this to backpropagate through the last k2
-steps of a chunk and to locate non-finite values step by step.
+of per-step objects, or nested caches) or else time-independent metadata (tuples, numbers), so
+any cache can be cut in time (:func:`slice_cache`); the TBPTT engine relies on this to
+backpropagate through the last k2 steps of a chunk and to locate non-finite values step by
+step.
 """
 
 import numpy as np

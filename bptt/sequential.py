@@ -2,9 +2,9 @@
 
 Parameters are named ``"<index>.<name>"`` in order (``"1.weight_ih"``, ``"2.bias"``), as in
 PyTorch's ``nn.Sequential``. All parameters live in one flat buffer (``flat_params``) and all
-gradients in another (``flat_grads``), in that order; the parts' arrays are views of them. The state is a tuple with one entry per part (``()`` for static
-layers). Inputs are time-major: tokens (T, B) when the first part is an Embedding, else
-floats (T, B, D).
+gradients in another (``flat_grads``), in that order; the parts' arrays are views of them.
+The state is a tuple with one entry per part (``()`` for static layers). Inputs are
+time-major: tokens (T, B) when the first part is an Embedding, else floats (T, B, D).
 """
 
 import copy

@@ -227,7 +227,7 @@ class TBPTT:
         return max(self.k2 - (self.k1 or 0), 0) if self.k1 is not None else 0
 
     def __repr__(self):
-        return (f"TBPTT(k1={self.k1}, k2={self.k2}, clip={[self.state_clip] + self.clips if self.state_clip else self.clips}, "
+        return (f"TBPTT(k1={self.k1}, k2={self.k2}, clip={self._all_clips()}, "
                 f"accumulate={self.accumulate}, on_nonfinite={self.on_nonfinite!r})")
 
     # -- public API -----------------------------------------------------------------------
