@@ -1,3 +1,7 @@
+import importlib.util
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -27,3 +31,17 @@ def make_cell(kind, d, h, use_kernels=True):
 def token_model(kind, V=7, E=5, H=6, seed=0, use_kernels=True, dtype=np.float64):
     return bptt.Sequential([bptt.Embedding(V, E), make_cell(kind, E, H, use_kernels),
                             bptt.Dense(H, V)], dtype=dtype, seed=seed)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(name, path):
+    """A script (examples/, benchmarks/) as a module, registered under ``name`` (loaded once)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod

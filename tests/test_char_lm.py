@@ -2,7 +2,6 @@
 exactness, sampling, the command line and its errors, an end-to-end run, and (where PyTorch is
 installed) the PyTorch twin of benchmarks/char_lm_torch.py. Tiny models and texts throughout."""
 
-import importlib.util
 import io
 import math
 import os
@@ -15,19 +14,12 @@ import pytest
 
 import bptt
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, load_script
+
 SCRIPT = os.path.join(ROOT, "examples", "char_lm.py")
 
 
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-clm = sys.modules.get("char_lm") or _load("char_lm", SCRIPT)
+clm = load_script("char_lm", SCRIPT)
 
 
 def prose(n):
@@ -384,7 +376,7 @@ def test_end_to_end_learns_and_reports(tmp_path, textfile):
 def test_torch_twin_is_the_same_model_and_loop():
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
-    ct = _load("char_lm_torch", os.path.join(ROOT, "benchmarks", "char_lm_torch.py"))
+    ct = load_script("char_lm_torch", os.path.join(ROOT, "benchmarks", "char_lm_torch.py"))
     V = 13
     ids = np.random.default_rng(0).integers(0, V, 600)
     x, y = clm.stream_layout(ids, 4)

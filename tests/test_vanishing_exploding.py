@@ -2,7 +2,6 @@
 stream, and a short run of the script (``--quick`` with smaller budgets) that writes
 results.json and the PNGs."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,19 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, load_script
+
 SCRIPT = os.path.join(ROOT, "examples", "vanishing_exploding.py")
 
 
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ve = sys.modules.get("vanishing_exploding") or _load("vanishing_exploding", SCRIPT)
+ve = load_script("vanishing_exploding", SCRIPT)
 
 
 @pytest.mark.parametrize("T", [2, 3, 10, 101])
