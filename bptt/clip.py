@@ -65,14 +65,20 @@ class ClipGlobalNorm(Clip):
         self.max_norm = positive_float("max_norm", max_norm)
 
     def __call__(self, grads):
+        return self.clip_with_norm(grads, global_norm(grads))[0]
+
+    def clip_with_norm(self, grads, norm):
+        """Clip ``grads`` whose global norm the caller already knows to be ``norm`` (the
+        engine computes it anyway for its non-finite guard: one pass over the gradients
+        instead of three). Returns ``(norm, norm after clipping)``."""
         self.calls += 1
-        norm = global_norm(grads)
         if norm > self.max_norm:
             self.fired += 1
             scale = self.max_norm / (norm + 1e-12)
             for g in grads.values():
                 g *= g.dtype.type(scale)
-        return norm
+            return norm, norm * scale
+        return norm, norm
 
     def get_config(self):
         return {"max_norm": self.max_norm}

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validate import bool_mask, choice, positive_int, weight_mask
-from .clip import as_clip_list, global_norm
+from .clip import ClipGlobalNorm, as_clip_list, global_norm
 from .errors import NonFiniteError
 from .module import BackwardContext, cache_length, slice_cache
 from .value_and_grad import check_model
@@ -375,9 +375,15 @@ class TBPTT:
         self._pending += 1
         if self._pending == self.accumulate:
             self._snapshot_history()
+            clipped = norm   # the global norm as it stands, while it is known without a pass
             for c in self.clips:
-                c(self._grads if c.per_parameter else self._global)
-            clipped = _safe_norm(self._global) if self.clips else norm
+                if clipped is not None and type(c) is ClipGlobalNorm:
+                    clipped = c.clip_with_norm(self._global, clipped)[1]
+                else:
+                    c(self._grads if c.per_parameter else self._global)
+                    clipped = None
+            if clipped is None:
+                clipped = _safe_norm(self._global)
             self.optimizer.step(self._grads)
             self._pending = 0
             result.update(updated=True, norm=norm, norm_clipped=clipped)

@@ -146,6 +146,28 @@ class TestClipping:
         clip(g)
         assert clip.fired == 1 and clip.calls == 2
 
+    @pytest.mark.parametrize("clips", [
+        lambda: [bptt.ClipGlobalNorm(0.05)],
+        lambda: [bptt.ClipGlobalNorm(1e6)],
+        lambda: [bptt.ClipValue(0.01), bptt.ClipGlobalNorm(0.05)],
+        lambda: [bptt.ClipGlobalNorm(0.05), bptt.ClipValue(0.001)],
+    ], ids=["norm", "norm-idle", "value-then-norm", "norm-then-value"])
+    def test_engine_norms(self, clips, rng):
+        """The engine reuses the norm of its non-finite guard for a global-norm clip; the
+        gradient the optimizer sees and the reported norms equal a recomputation from scratch."""
+        model = token_model("lstm")
+        x, y = stream(rng, L=6)
+        loss = bptt.SoftmaxCrossEntropy()
+        _, raw, _ = bptt.value_and_grad(copy.deepcopy(model), loss, x, y)
+        expected = {k: g.copy() for k, g in raw.items()}
+        for c in clips():   # on the dict: the same global norm as on the flat buffer
+            c(expected)
+        opt = RecordingSGD(model.named_parameters(), 0.0)
+        stats = bptt.TBPTT(model, loss, opt, k1=6, clip=clips()).step(x, y)
+        assert_grads_equal(expected, opt.seen[0])
+        assert stats.grad_norm == pytest.approx(bptt.global_norm(raw), rel=1e-12)
+        assert stats.grad_norm_clipped == pytest.approx(bptt.global_norm(expected), rel=1e-12)
+
     def test_value(self, rng):
         g = self.grads(rng)
         clip = bptt.ClipValue(0.5)
