@@ -32,7 +32,7 @@ def float32_grid():
 
 
 REFERENCE = {"exp": np.exp, "tanh": np.tanh, "sigmoid": lambda x: 1 / (1 + np.exp(-x))}
-ULPS = {"exp": 2, "tanh": 3, "sigmoid": 6}   # the bounds the module docstring states
+ULPS = {"exp": 2, "tanh": 6, "sigmoid": 3}   # the bounds the module docstring states
 
 
 @pytest.mark.parametrize("fn", sorted(REFERENCE))
