@@ -9,12 +9,19 @@ non-finite guard can still see them, and leaves out ``reassoc``, which would let
 the float32 approximations of ``bptt._kernels.fastmath`` (the Cody-Waite split of exp, the
 two-factor 2^n) and lose their accuracy.
 
-BLAS: the kernels' matrix products go to scipy's OpenBLAS (through numba); :func:`blas_core`
-tells which kernel family it runs ("Haswell" for AVX2, "SkylakeX" for AVX-512, ...), which
-``OPENBLAS_CORETYPE`` can force.
+numba checks a cached kernel against the source file it is defined in, not the files of what it
+calls and inlines (every cell kernel uses bptt._kernels.gemm and .fastmath): so whenever any
+kernel source of the package differs from when the caches were written, all of the package's
+kernel caches are dropped at import (:func:`drop_stale_caches`).
+
+BLAS: the kernels do not use one (see bptt._kernels.gemm); :func:`blas_core` tells which
+kernel family scipy's OpenBLAS runs ("Haswell" for AVX2, "SkylakeX" for AVX-512, ...), for
+the benchmark, which measures this machine's GEMM rate with it.
 """
 
 import ctypes
+import glob
+import hashlib
 import os
 import re
 import tempfile
@@ -25,6 +32,40 @@ if "NUMBA_CACHE_DIR" not in os.environ and not os.access(_PKG_DIR, os.W_OK):
     os.environ["NUMBA_CACHE_DIR"] = os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.join(tempfile.gettempdir(), "bptt-cache")),
         "numba")
+
+
+def drop_stale_caches(cache_dir, sources):
+    """Delete numba's cache files (*.nbi, *.nbc) in ``cache_dir`` unless they were written for
+    exactly these ``sources`` (paths whose contents are hashed; the hash is kept in
+    ``cache_dir``/sources.sha256)."""
+    digest = hashlib.sha256()
+    for path in sorted(sources):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    stamp = os.path.join(cache_dir, "sources.sha256")
+    try:
+        with open(stamp) as f:
+            if f.read() == digest.hexdigest():
+                return
+    except OSError:
+        pass
+    try:
+        for path in glob.glob(os.path.join(cache_dir, "*.nb[ic]")):
+            os.remove(path)
+        os.makedirs(cache_dir, exist_ok=True)
+        with open(stamp, "w") as f:
+            f.write(digest.hexdigest())
+    except OSError:
+        pass   # a read-only install: its caches live under NUMBA_CACHE_DIR
+
+
+def package_sources():
+    """The package's kernel sources and the flags they are compiled with."""
+    return glob.glob(os.path.join(_PKG_DIR, "_kernels", "*.py")) + [os.path.abspath(__file__)]
+
+
+if os.access(_PKG_DIR, os.W_OK):
+    drop_stale_caches(os.path.join(_PKG_DIR, "_kernels", "__pycache__"), package_sources())
 
 
 def _loaded_libraries(pattern):
