@@ -5,6 +5,7 @@ Arrays are time-major: inputs (T, B, D) or tokens (T, B), outputs (T, B, ...).
 
 from . import _config  # noqa: F401  (first: it settles numba's cache directory)
 from . import data, diagnostics, init, optim
+from ._parallel import get_num_threads, set_num_threads
 from .bidirectional import Bidirectional
 from .cells import GRU, LSTM, Elman
 from .checkpoint import Checkpoint, load, save
@@ -38,6 +39,8 @@ __all__ = [
     "penalized_value_and_grad", "predict",
     # checkpoints
     "Checkpoint", "CheckpointError", "load", "save",
+    # threads of the compiled kernels
+    "get_num_threads", "set_num_threads",
     # modules
     "data", "diagnostics", "init", "optim",
 ]

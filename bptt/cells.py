@@ -91,6 +91,26 @@ class _GatedCell(Cell):
             return y, final, cache
         return Unroller.forward(self, x, state, resets)
 
+    def folds(self, embedding, T, B):
+        """Whether this cell, fed by ``embedding`` (an Embedding part) over (T, B) tokens, runs
+        with the embedding folded into its input projection (:meth:`_forward_tokens`): with
+        the compiled kernels, when the table of V rows costs less than T*B products."""
+        return (self.use_kernels and self.kernel is not None and embedding.dtype == self.dtype
+                and embedding.embedding_dim == self.input_size
+                and embedding.num_embeddings <= T * B)
+
+    def _forward_tokens(self, tokens, embedding, state, resets):
+        """This cell on ``embedding``'s output for ``tokens`` (T, B), computed with the
+        embedding folded into the input projection: the projection of a token is a row of the
+        table embedding.weight @ W_ih^T (V, G*H), made once per call. The outputs are the same
+        numbers; the cache holds the tokens instead of the embedded input, and backward adds
+        the embedding's gradient too (and returns no dx)."""
+        if resets is None:
+            resets = np.zeros(tokens.shape, dtype=bool)
+        y, final, cache = self.kernel.forward(self, None, state, resets, (tokens, embedding))
+        cache["kernel"] = True
+        return y, final, cache
+
     def backward(self, dy, dstate, cache, ctx=None):
         if cache.get("kernel"):
             return self.kernel.backward(self, dy, dstate, cache, ctx)

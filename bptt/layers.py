@@ -6,8 +6,10 @@ Inputs are time-major: ``(T, B, D)`` floats, or ``(T, B)`` integer tokens for Em
 import numpy as np
 
 from . import init
+from . import _parallel
 from ._kernels import layers as _kernels
-from ._kernels._common import buffer
+from ._kernels._common import buffer, packed
+from ._kernels.gemm import packed_shape
 from ._validate import positive_int, positive_float, token_sequence
 from .module import Module
 
@@ -56,22 +58,35 @@ class Dense(Module):
     def _forward(self, x, state, resets):
         p = self.params
         y = buffer(self, "y", x.shape[:-1] + (self.out_features,), self.dtype)
-        _kernels.dense_forward(x.reshape(-1, self.in_features), p["weight"],
-                               p.get("bias", p["weight"][0]), self.bias,
-                               y.reshape(-1, self.out_features))
+        y2 = y.reshape(-1, self.out_features)
+        n = y2.shape[0]
+        _parallel.run(_kernels.dense_forward, n,
+                      (x.reshape(-1, self.in_features), packed(self, "p_wt", p["weight"], True),
+                       p.get("bias", p["weight"][0]), self.bias, y2),
+                      work=n * self.in_features * self.out_features)
         return y, (), {"x": x}
 
     def backward(self, dy, dstate, cache, ctx=None):
         if dy is None:
             return None, ()
         x, p, g = cache["x"], self.params, self.grads
-        dy = np.ascontiguousarray(dy, dtype=self.dtype)
-        dx = buffer(self, "dx", x.shape, self.dtype)
-        _kernels.dense_backward(dy.reshape(-1, self.out_features),
-                                x.reshape(-1, self.in_features), p["weight"], g["weight"],
-                                g.get("bias", g["weight"][0]), self.bias,
-                                dx.reshape(-1, self.in_features),
-                                buffer(self, "scratch", (p["weight"].size,), self.dtype))
+        dt, n_in, n_out = self.dtype, self.in_features, self.out_features
+        dy2 = np.ascontiguousarray(dy, dtype=dt).reshape(-1, n_out)
+        x2 = x.reshape(-1, n_in)
+        n = x2.shape[0]
+        dx = buffer(self, "dx", x.shape, dt)
+        # dW = dy^T x sums over the n rows; of the two operands, the narrower one is packed
+        transposed = n_out < n_in
+        m = dy2 if transposed else x2
+        p_m = buffer(self, "p_m", packed_shape(n, m.shape[1], dt), dt)
+        work = n * n_in * n_out
+        _parallel.run(_kernels.dense_backward_rows, n,
+                      (dy2, packed(self, "p_w", p["weight"], False), dx.reshape(-1, n_in), m,
+                       p_m), work=work)
+        scratch = buffer(self, "scratch", (n_in, n_out) if transposed else (0, 0), dt)
+        _parallel.run(_kernels.dense_weight_grad, n_in if transposed else n_out,
+                      (dy2, x2, p_m, transposed, g["weight"], g.get("bias", g["weight"][0]),
+                       self.bias, scratch), work=work)
         return dx, ()
 
     def get_config(self):

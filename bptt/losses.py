@@ -9,6 +9,7 @@ unmasked positions for a 0/1 mask, as PyTorch's ``ignore_index`` does); with ``"
 
 import numpy as np
 
+from . import _parallel
 from ._kernels import layers as _layer_kernels
 from ._kernels._common import buffer
 from ._validate import choice, weight_mask
@@ -143,13 +144,17 @@ class SoftmaxCrossEntropy(Loss):
 
     def _weighted_value_and_grad(self, y, target, w, scale):
         T, B, V = y.shape
-        logits = np.ascontiguousarray(y).reshape(T * B, V)
+        N = T * B
+        logits = np.ascontiguousarray(y).reshape(N, V)
         grad = buffer(self, "grad", (T, B, V), y.dtype)
-        total = _layer_kernels.softmax_cross_entropy(
-            logits, np.ascontiguousarray(self._safe_target(target), dtype=np.int64).reshape(-1),
-            np.ascontiguousarray(w, dtype=y.dtype).reshape(-1), scale,
-            buffer(self, "losses", (T * B,), y.dtype), grad.reshape(T * B, V))
-        return total, grad
+        wloss = buffer(self, "wloss", (N,), np.float64)
+        _parallel.run(_layer_kernels.softmax_cross_entropy, N,
+                      (logits,
+                       np.ascontiguousarray(self._safe_target(target), dtype=np.int64).reshape(-1),
+                       np.ascontiguousarray(w, dtype=y.dtype).reshape(-1), scale,
+                       buffer(self, "losses", (N,), y.dtype), wloss, grad.reshape(N, V)),
+                      work=N * V * 8)
+        return float(wloss.sum()), grad
 
     def _losses_and_grads(self, y, target):
         shifted, e, s = self._log_softmax_parts(y)

@@ -182,9 +182,23 @@ class Sequential(Module):
 
     def _forward(self, x, state, resets):
         caches, new_state = {}, []
-        for i, (p, s) in enumerate(zip(self.parts, state)):
+        parts, i = self.parts, 0
+        while i < len(parts):
+            p, s = parts[i], state[i]
+            if (isinstance(p, Embedding) and i + 1 < len(parts)
+                    and getattr(parts[i + 1], "folds", None) is not None
+                    and parts[i + 1].folds(p, *x.shape)):
+                # the cell computes the embedding's output within its input projection
+                caches[str(i)] = {"x": x}
+                new_state.append(s)
+                x, s, caches[str(i + 1)] = parts[i + 1]._forward_tokens(x, p, state[i + 1],
+                                                                        resets)
+                new_state.append(s)
+                i += 2
+                continue
             x, s, caches[str(i)] = p._forward(x, s, resets)
             new_state.append(s)
+            i += 1
         return x, tuple(new_state), caches
 
     def backward(self, dy, dstate, cache, ctx=None):

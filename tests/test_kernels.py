@@ -285,6 +285,7 @@ def _dispatchers():
     for mod in (_kernels.elman, _kernels.lstm, _kernels.gru):
         for name in ("_forward", "_backward"):
             out[f"{mod.__name__}.{name}"] = getattr(mod, name)
+    out["weight_gradients"] = _kernels._common.weight_gradients
     return out
 
 
@@ -330,8 +331,11 @@ def test_float32_kernels_do_no_float64_arithmetic():
                 assert not _float64_values(disp.py_func, sig), name
                 checked += 1
     assert checked == len(_dispatchers())
-    f32, flag = numba.float32[:, ::1], numba.boolean[::1]
+    f32, flag, i = numba.float32[:, ::1], numba.boolean[::1], numba.intp
     common = _kernels._common
-    for func, sig in ((common.load_state, (f32, f32, flag)), (common.reset_rows, (f32, flag)),
-                      (common.clip_inplace, (f32, numba.float32))):
+    for func, sig in ((common.load_state, (f32, f32, flag, i, i)),
+                      (common.reset_rows, (f32, flag, i, i)),
+                      (common.clip_inplace, (f32, numba.float32, i, i)),
+                      (_kernels.gemm.gemm, (f32, numba.boolean, numba.float32[:, :, ::1], i,
+                                            f32, i, i, numba.boolean))):
         assert not _float64_values(func.py_func, sig), func.__name__

@@ -5,17 +5,18 @@ Each module offers ``forward(cell, x, state, resets) -> (y, final_state, cache)`
 :class:`~bptt.unroll.Unroller` driving the cell's ``step_forward``/``step_backward``, but the
 whole time loop runs in compiled code:
 
-- the input projection of all T steps is one GEMM before the loop;
-- the loop does the recurrent product ``h_{t-1} @ W_hh^T`` (numba's ``np.dot``, i.e. BLAS, into
-  a preallocated buffer; a matrix-vector product when B = 1) and the elementwise gate work,
-  allocating nothing; float32 gates use the vectorised approximations of
-  :mod:`bptt._kernels.fastmath`, float64 the exact functions;
+- the batch streams are split across threads (:mod:`bptt._parallel`): each thread runs all T
+  steps for its own streams, with no synchronisation per step;
+- every matrix product runs on weights packed once per call (:mod:`bptt._kernels.gemm`): the
+  input projection of all T steps, then per step the recurrent product ``h_{t-1} @ W_hh^T``
+  and the elementwise gate work, allocating nothing; float32 gates use the vectorised
+  approximations of :mod:`bptt._kernels.fastmath`, float64 the exact functions;
 - backward computes the pre-activation gradients step by step (with the recurrent product
-  ``da_t @ W_hh``, resets and state-gradient clipping), then the weight gradients and ``dx`` of
-  all T steps are each one GEMM.
+  ``da_t @ W_hh``, resets and state-gradient clipping), then ``dx`` and the weight gradients
+  of all T steps at once (the weight gradients split by rows of the weights).
 
-Forward and backward are each one compiled call, matrix products included: all of them use
-scipy's BLAS (through numba), none numpy's (see :mod:`bptt._kernels._common` for why).
+An Embedding right before a cell can be folded into its input projection (a table of V rows,
+see ``cells._GatedCell.folds``).
 
 Caches hold arrays indexed by time on axis 0 (exactly T entries each) plus ``"resets"`` (T, B),
 so :func:`bptt.module.slice_cache` cuts them like any other cache. Activation derivatives are

@@ -1,21 +1,26 @@
-"""Boundary helpers (plain numpy) and small compiled helpers shared by the cell kernels.
+"""Boundary helpers (plain numpy) and compiled helpers shared by the cell kernels.
 
 Everything handed to a compiled kernel is normalised here to the cell's dtype, C order and
 writeable, so each kernel compiles once per dtype. Inside kernels, float constants are made
 with ``arr.dtype.type(0)``/``(1)``, never as literals: numba types ``1 - y`` and ``0.5 * y`` as
 float64 even when ``y`` is float32.
 
-Every matrix product of the built-in parts goes through numba's ``np.dot`` (scipy's BLAS),
-never numpy's ``@``: numpy and scipy each bundle their own OpenBLAS, and when both are used in
-turn, the idle threads of one spin while the other works, which made training steps several
-times slower on a 2-core machine.
+Threads. Every cell kernel works on a range ``lo:hi`` of the batch streams (the last two
+arguments) and runs in parallel over the streams (:mod:`bptt._parallel`): a forward or
+backward pass is one parallel call of the time loop, plus one for the weight gradients.
+
+Matrix products. All of them go through :mod:`bptt._kernels.gemm` on weights packed once per
+call (no BLAS: a multi-threaded BLAS spins its own threads between calls, which starves the
+kernels' threads, and packs its operands again at every step).
 """
 
 import sys
 
 import numpy as np
 
+from .. import _parallel
 from .._config import njit
+from .gemm import gemm, gemm_rows, pack, pack_range, packed_shape
 
 
 def buffer(owner, name, shape, dtype):
@@ -37,6 +42,22 @@ def kernel_array(a, dtype):
     return np.require(a, dtype=dtype, requirements=["C", "W"])
 
 
+def packed(owner, name, m, trans):
+    """The panels (:func:`bptt._kernels.gemm.pack`) of ``m`` (K, N), or of ``m.T`` if
+    ``trans``, in a work array of ``owner``."""
+    K, N = (m.shape[1], m.shape[0]) if trans else m.shape
+    p = buffer(owner, name, packed_shape(K, N, m.dtype), m.dtype)
+    _parallel.run(pack, p.shape[0], (m, trans, p), work=m.size // 4)
+    return p
+
+
+def padded(shape, dtype):
+    """``shape`` with one cache line more on the last axis. The weight gradients read the
+    pre-activation gradients (T*B, G*H) down their columns; with a row length of a power of
+    two (G*H = 512, say) those reads all fall into a few cache sets and evict each other."""
+    return shape[:-1] + (shape[-1] + 64 // np.dtype(dtype).itemsize,)
+
+
 def clip_value(ctx, dtype):
     """The state-gradient clip value as a ``dtype`` scalar (inf when clipping is off)."""
     v = np.inf if ctx is None or ctx.state_clip is None else ctx.state_clip
@@ -50,40 +71,171 @@ def norm_record(ctx, n_states, T, B, dtype):
     return np.zeros((n_states, T if rec else 0, B), dtype=dtype)
 
 
-def keep_record(cell, ctx, norms):
-    if norms.shape[1]:
-        ctx.record(cell, tuple(norms))
+NO_TOKENS = np.zeros((0, 0), dtype=np.int64)
 
 
-def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, *extra):
-    """Prepare the arguments every cell's compiled backward shares, call ``kernel`` and finish
-    (clip count, recorded norms). Returns ``(dx, dstate0)``.
+def input_arrays(cell, x, fold, T, B):
+    """``(x, tokens, table, p_ih)`` for a forward kernel (see :func:`input_projection`):
+    the input and the panels of W_ih^T, or, with ``fold = (tokens, embedding)``, an empty x,
+    the tokens and the table embedding.weight @ W_ih^T (V, G*H) whose rows replace the input
+    projection of each token."""
+    p, dt = cell.params, cell.dtype
+    p_ih = packed(cell, "p_ih", p["weight_ih"], True)
+    if fold is None:
+        return x, NO_TOKENS, np.zeros((0, 0), dt), p_ih
+    tokens, emb = fold
+    w = kernel_array(emb.params["weight"], dt)
+    V, GH = w.shape[0], p["weight_ih"].shape[0]
+    table = buffer(cell, "table", (V, GH), dt)
+    _parallel.run(gemm_rows, V, (w, False, p_ih, GH, table, False), work=w.size * GH)
+    return (np.zeros((0, B, cell.input_size), dt), kernel_array(tokens, np.int64), table, p_ih)
 
-    The kernels take, in this order: dy, x, w_ih, w_hh, resets, clip, norms, scratch, the four
-    parameter-gradient arrays (weight_ih, weight_hh, bias_ih, bias_hh), dx, then ``*extra``
-    (scalars), the cache arrays named in ``cached``, the state-gradient arrays (updated in place
-    to the initial state's gradient) and the work arrays ``work`` (a list of (name, shape)).
+
+def input_cache(x, fold):
+    """The cache entries of the input: x, or the tokens and the embedding folded in."""
+    return {"x": x} if fold is None else {"tokens": fold[0], "embedding": fold[1]}
+
+
+def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), dah=None):
+    """Prepare the arguments every cell's compiled backward shares, run ``kernel`` over the
+    streams in parallel, then the weight gradients. Returns ``(dx, dstate0)``; with an
+    embedding folded in (the cache holds "tokens"), dx is None and the embedding's weight
+    gradient is added instead.
+
+    The kernels take, in this order: dy, x, h_prev (from the cache), p_hh (the panels of
+    W_hh) and p_ih (of W_ih), resets, clip, norms, fired (T, B) flags of the state clip, dx,
+    px and ph (filled with the panels of x and h_prev, for the weight gradients; with an
+    embedding folded in, x, dx and px have no rows and px is left alone), then
+    ``extra`` (scalars), the cache arrays named in ``cached``, the state-gradient arrays
+    (updated in place to the initial state's gradient), the work arrays ``work`` (a list of
+    (name, shape), each allocated with :func:`padded` rows) and lo, hi. The first work array
+    is the gradient of the pre-activations (T, B, G*H) that the weight gradients of W_ih and
+    the biases are made of; ``dah`` names another work array for those of W_hh and b_hh (the
+    GRU's), else the same one serves.
     """
     resets = cache["resets"]
     T, B = resets.shape
     dt, p, g = cell.dtype, cell.params, cell.grads
+    H, GH, D = cell.hidden_size, p["weight_hh"].shape[0], cell.input_size
     dstate = state_gradient(cell, dstate, B)
-    x = kernel_array(cache["x"], dt)
-    dx = buffer(cell, "dx", x.shape, dt)
+    h_prev = kernel_array(cache["h_prev"], dt)
     norms = norm_record(ctx, len(dstate), T, B, dt)
-    fired = kernel(output_gradient(cell, dy, T, B), x, p["weight_ih"], p["weight_hh"],
-                   kernel_array(resets, bool), clip_value(ctx, dt), norms, weight_scratch(cell),
-                   g["weight_ih"], g["weight_hh"], g["bias_ih"], g["bias_hh"], dx, *extra,
-                   *(kernel_array(cache[k], dt) for k in cached), *dstate,
-                   *(buffer(cell, name, shape, dt) for name, shape in work))
-    count_fired(ctx, fired)
-    keep_record(cell, ctx, norms)
-    return dx, dstate
-
-
-def count_fired(ctx, fired):
+    fired = np.zeros((T, B), dtype=bool)
+    ph = buffer(cell, "ph", packed_shape(T * B, H, dt), dt)
+    p_ih = packed(cell, "p_ih_b", p["weight_ih"], False)
+    folded = "tokens" in cache
+    if folded:
+        emb = cache["embedding"]
+        x = dx = np.zeros((0, B, D), dt)
+        px = packed(cell, "px", kernel_array(emb.params["weight"], dt), False)
+        tokens = kernel_array(cache["tokens"], np.int64).reshape(-1)
+        d_table = buffer(cell, "d_table", padded((px.shape[1], GH), dt), dt)
+    else:
+        x = kernel_array(cache["x"], dt)
+        dx = buffer(cell, "dx", x.shape, dt)
+        px = buffer(cell, "px", packed_shape(T * B, D, dt), dt)
+        tokens, d_table = np.zeros(0, np.int64), np.zeros((0, 0), dt)
+    arrays = {name: buffer(cell, name, padded(shape, dt), dt) for name, shape in work}
+    _parallel.run(kernel, B,
+                  (output_gradient(cell, dy, T, B), x, h_prev,
+                   packed(cell, "p_hh_b", p["weight_hh"], False), p_ih,
+                   kernel_array(resets, bool), clip_value(ctx, dt), norms, fired, dx, px, ph,
+                   *extra, *(kernel_array(cache[k], dt) for k in cached), *dstate,
+                   *arrays.values()),
+                  work=T * B * GH * (D + H))
+    da = arrays[work[0][0]].reshape(T * B, -1)
+    da_h = da if dah is None else arrays[dah].reshape(T * B, -1)
+    _parallel.run(weight_gradients, GH,
+                  (da, da_h, px, ph, D, H, tokens, d_table, g["weight_ih"], g["weight_hh"],
+                   g["bias_ih"], g["bias_hh"]),
+                  work=T * B * GH * (D + H))
+    if folded:   # d embedding.weight += d_table @ W_ih
+        V = d_table.shape[0]
+        _parallel.run(gemm_rows, V, (d_table, False, p_ih, D, emb.grads["weight"], True),
+                      work=V * GH * D)
     if ctx is not None and ctx.state_clip is not None:
-        ctx.state_clip_fired += int(fired)
+        ctx.state_clip_fired += int(fired.any(axis=1).sum())
+    if norms.shape[1]:
+        ctx.record(cell, tuple(norms))
+    return (None if folded else dx), dstate
+
+
+@njit
+def weight_gradients(da, da_h, px, ph, D, H, tokens, d_table, g_w_ih, g_w_hh, g_b_ih, g_b_hh,
+                     lo, hi):
+    """Rows lo..hi of the weight gradients, from all T*B positions at once:
+    dW_ih += da^T x, dW_hh += da_h^T h_prev, b_ih += sum(da), b_hh += sum(da_h).
+    da, da_h (T*B, G*H); px, ph the panels of x (T*B, D) and h_prev (T*B, H). With an
+    embedding folded in (tokens (T*B,) not empty), px holds the panels of embedding.weight
+    (V, D) instead and dW_ih += d_table^T embedding.weight, where d_table (V, G*H) (filled
+    here, columns lo..hi) sums the rows of da by token."""
+    if tokens.shape[0] != 0:
+        for v in range(d_table.shape[0]):
+            d_table[v, lo:hi] = 0
+        for n in range(tokens.shape[0]):
+            src, dst = da[n, lo:hi], d_table[tokens[n], lo:hi]
+            for j in range(hi - lo):
+                dst[j] += src[j]
+        gemm(d_table, True, px, D, g_w_ih, lo, hi, True)
+    else:
+        gemm(da, True, px, D, g_w_ih, lo, hi, True)
+    gemm(da_h, True, ph, H, g_w_hh, lo, hi, True)
+    column_sums(da, lo, hi, g_b_ih)
+    column_sums(da_h, lo, hi, g_b_hh)
+
+
+@njit
+def column_sums(a, lo, hi, out):
+    """out[lo:hi] += the sums of columns lo..hi of a (N, G), accumulated in float64."""
+    acc = np.zeros(hi - lo)
+    for r in range(a.shape[0]):
+        row = a[r, lo:hi]
+        for j in range(hi - lo):
+            acc[j] += row[j]
+    for j in range(hi - lo):
+        out[lo + j] += acc[j]
+
+
+@njit
+def input_projection(x, tokens, table, p_ih, out, lo, hi):
+    """out[t, lo:hi] = x[t, lo:hi] @ W_ih^T for every t (p_ih the panels of W_ih^T) or, with
+    an embedding folded in (tokens (T, B) not empty), the rows table[tokens[t, b]] of
+    table = embedding.weight @ W_ih^T: the same numbers, as the product of an embedded token
+    is its table row."""
+    if tokens.shape[0] == 0:
+        steps_product(x, p_ih, out, lo, hi)
+        return
+    G = table.shape[1]
+    for t in range(out.shape[0]):
+        for b in range(lo, hi):
+            src, dst = table[tokens[t, b]], out[t, b]
+            for j in range(G):
+                dst[j] = src[j]
+
+
+@njit
+def steps_product(a, p, out, lo, hi):
+    """out[t, lo:hi] = a[t, lo:hi] @ M for every t: a (T, B, K), out (T, B, N), p the panels
+    of M (K, N) (the input projection, and dx); one product over all T*B rows when lo..hi is
+    every stream."""
+    T, B, K = a.shape
+    N = out.shape[2]
+    if lo == 0 and hi == B:
+        gemm(a.reshape(T * B, K), False, p, N, out.reshape(T * B, N), 0, T * B, False)
+    else:
+        for t in range(T):
+            gemm(a[t], False, p, N, out[t], lo, hi, False)
+
+
+@njit
+def pack_steps(m, p, T, B, lo, hi):
+    """Rows t*B + lo .. t*B + hi of the panels p of m (T*B, N), for every t (a thread's
+    streams)."""
+    if lo == 0 and hi == B:
+        pack_range(m, p, 0, T * B)
+    else:
+        for t in range(T):
+            pack_range(m, p, t * B + lo, t * B + hi)
 
 
 def output_gradient(cell, dy, T, B):
@@ -116,11 +268,11 @@ def state_gradient(cell, dstate, B):
 
 
 @njit
-def load_state(dst, src, reset):
-    """dst[b] = src[b], or zeros where reset[b] (the state entering a step)."""
+def load_state(dst, src, reset, lo, hi):
+    """dst[b] = src[b], or zeros where reset[b] (the state entering a step), b in lo..hi."""
     zero = dst.dtype.type(0)
-    B, H = dst.shape
-    for b in range(B):
+    H = dst.shape[1]
+    for b in range(lo, hi):
         if reset[b]:
             for j in range(H):
                 dst[b, j] = zero
@@ -130,11 +282,11 @@ def load_state(dst, src, reset):
 
 
 @njit
-def reset_rows(d, reset):
-    """Zero the rows of d where reset is true (no gradient crosses a reset)."""
+def reset_rows(d, reset, lo, hi):
+    """Zero the rows lo..hi of d where reset is true (no gradient crosses a reset)."""
     zero = d.dtype.type(0)
-    B, H = d.shape
-    for b in range(B):
+    H = d.shape[1]
+    for b in range(lo, hi):
         if reset[b]:
             for j in range(H):
                 d[b, j] = zero
@@ -150,11 +302,12 @@ def norm(v):
 
 
 @njit
-def clip_inplace(d, v):
-    """Clip d elementwise to [-v, v] in place; True if any element changed (NaN is kept)."""
+def clip_inplace(d, v, lo, hi):
+    """Clip rows lo..hi of d elementwise to [-v, v] in place; True if any element changed
+    (NaN is kept)."""
     changed = False
-    B, H = d.shape
-    for b in range(B):
+    H = d.shape[1]
+    for b in range(lo, hi):
         for j in range(H):
             e = d[b, j]
             if e > v:
@@ -164,69 +317,3 @@ def clip_inplace(d, v):
                 d[b, j] = -v
                 changed = True
     return changed
-
-
-@njit
-def matmul_acc(a, b, out, scratch):
-    """out += a @ b (2-D, any of C/F layouts); one GEMM into ``scratch`` (1-D, at least
-    out.size long)."""
-    tmp = scratch[:out.size].reshape(out.shape)
-    np.dot(a, b, tmp)
-    out += tmp
-
-
-@njit
-def column_sums(a, out1, out2):
-    """Add the column sums of a (N, G) to out1 and, if out2 has entries, to out2; the sums are
-    accumulated in float64."""
-    acc = np.zeros(a.shape[1])
-    for r in range(a.shape[0]):
-        row = a[r]
-        for j in range(a.shape[1]):
-            acc[j] += row[j]
-    for j in range(a.shape[1]):
-        out1[j] += acc[j]
-    for j in range(out2.shape[0]):
-        out2[j] += acc[j]
-
-
-@njit
-def recurrent_product(h, w_hh, out):
-    """out = h @ W_hh^T for h (B, H), W_hh (G*H, H); a matrix-vector product when B = 1."""
-    if h.shape[0] == 1:
-        np.dot(w_hh, h[0], out[0])
-    else:
-        np.dot(h, w_hh.T, out)
-
-
-@njit
-def recurrent_gradient(da, w_hh, out):
-    """out = da @ W_hh for da (B, G*H), W_hh (G*H, H); a matrix-vector product when B = 1."""
-    if da.shape[0] == 1:
-        np.dot(da[0], w_hh, out[0])
-    else:
-        np.dot(da, w_hh, out)
-
-
-def weight_scratch(cell):
-    """Scratch for :func:`weight_gradients`: as large as the larger weight matrix."""
-    size = max(cell.params["weight_ih"].size, cell.params["weight_hh"].size)
-    return buffer(cell, "weight_scratch", (size,), cell.dtype)
-
-
-@njit
-def weight_gradients(da_i, da_h, x, h_prev, w_ih, g_w_ih, g_w_hh, g_b_ih, g_b_hh, dx, scratch):
-    """After the time loop, for all T steps at once: add dW_ih = da_i^T x, dW_hh = da_h^T h_prev
-    (one GEMM each) and the bias gradients, and set dx = da_i W_ih. da_i, da_h (T, B, G*H) are
-    the gradients of the input-side and recurrent-side pre-activations (the same array except
-    in the GRU), x (T, B, D), h_prev (T, B, H); scratch from :func:`weight_scratch`."""
-    T, B, G = da_i.shape
-    ai, ah = da_i.reshape(T * B, G), da_h.reshape(T * B, G)
-    matmul_acc(ai.T, x.reshape(T * B, x.shape[2]), g_w_ih, scratch)
-    matmul_acc(ah.T, h_prev.reshape(T * B, h_prev.shape[2]), g_w_hh, scratch)
-    if da_i is da_h:
-        column_sums(ai, g_b_ih, g_b_hh)
-    else:
-        column_sums(ai, g_b_ih, g_b_ih[:0])
-        column_sums(ah, g_b_hh, g_b_hh[:0])
-    np.dot(ai, w_ih, dx.reshape(T * B, dx.shape[2]))

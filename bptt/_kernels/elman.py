@@ -7,10 +7,11 @@ each step after resets, ``h`` (T, B, H) the outputs (the same array as ``y``), `
 
 import numpy as np
 
+from .. import _parallel
 from .._config import njit
 from . import _common
-from ._common import (clip_inplace, load_state, norm, recurrent_gradient, recurrent_product,
-                      reset_rows, weight_gradients)
+from ._common import (clip_inplace, gemm, input_projection, load_state, norm, pack_steps,
+                      reset_rows, steps_product)
 from .fastmath import tanh
 
 TANH, RELU, LINEAR = 0, 1, 2
@@ -18,47 +19,49 @@ ACTIVATIONS = {"tanh": TANH, "relu": RELU, "linear": LINEAR}
 
 
 @njit
-def _forward(x, w_ih, w_hh, bias, h0, resets, act, h_prev, y, buf):
-    """x (T, B, D); w_ih (H, D), w_hh (H, H), bias (H,) = b_ih + b_hh; h0 (B, H); resets
-    (T, B); fills h_prev (T, B, H) with the state entering each step and y (T, B, H) with the
-    outputs; buf (B, H) scratch."""
+def _forward(x, tokens, table, p_ih, p_hh, bias, h0, resets, act, h_prev, y, lo, hi):
+    """Streams lo..hi. x (T, B, D) or, with an embedding folded in, tokens (T, B) and table
+    (see _common.input_projection); p_ih, p_hh the panels of W_ih^T (D, H) and W_hh^T (H, H);
+    bias (H,) = b_ih + b_hh; h0 (B, H); resets (T, B); fills h_prev (T, B, H) with the state
+    entering each step and y (T, B, H) with the outputs."""
     T, B, H = y.shape
     zero = y.dtype.type(0)
-    np.dot(x.reshape(T * B, x.shape[2]), w_ih.T, y.reshape(T * B, H))  # all steps at once
+    input_projection(x, tokens, table, p_ih, y, lo, hi)
     for t in range(T):
-        hp = h_prev[t]
-        load_state(hp, h0 if t == 0 else y[t - 1], resets[t])
-        recurrent_product(hp, w_hh, buf)
-        for b in range(B):
-            yb, r = y[t, b], buf[b]
+        hp, yt = h_prev[t], y[t]
+        load_state(hp, h0 if t == 0 else y[t - 1], resets[t], lo, hi)
+        gemm(hp, False, p_hh, H, yt, lo, hi, True)
+        for b in range(lo, hi):
+            yb = yt[b]
             if act == RELU:
                 for j in range(H):
-                    a = yb[j] + r[j] + bias[j]
+                    a = yb[j] + bias[j]
                     yb[j] = zero if a < zero else a  # keeps NaN, like np.maximum
             elif act == LINEAR:
                 for j in range(H):
-                    yb[j] += r[j] + bias[j]
+                    yb[j] += bias[j]
             else:
                 for j in range(H):
-                    yb[j] = tanh(yb[j] + r[j] + bias[j])
+                    yb[j] = tanh(yb[j] + bias[j])
 
 
 @njit
-def _backward(dy, x, w_ih, w_hh, resets, clip, norms, scratch, g_w_ih, g_w_hh, g_b_ih, g_b_hh,
-              dx, act, h, h_prev, dh, da):
-    """dy (T, B, H), or (0, B, H) for zeros; x, h (the outputs), h_prev from the cache; dh (B, H)
-    the final-state gradient on entry, the initial-state gradient on exit; fills da (T, B, H)
-    with the pre-activation gradients and dx (T, B, D); adds the parameter gradients into g_*;
-    norms (1, T, B) receives ||dL/dh_t|| per stream, or is (1, 0, B) for no recording.
-    Returns the number of steps at which the state clip fired."""
+def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, dx, px, ph, act, h, dh,
+              da, lo, hi):
+    """Streams lo..hi. dy (T, B, H), or (0, B, H) for zeros; x, h_prev, h (the outputs) from
+    the cache; p_hh, p_ih the panels of W_hh (H, H) and W_ih (H, D); dh (B, H) the final-state
+    gradient on entry, the initial-state gradient on exit; fills da (T, B, H) with the
+    pre-activation gradients, dx (T, B, D), and px, ph with the panels of x and h_prev;
+    norms (1, T, B) receives ||dL/dh_t|| per stream, or is (1, 0, B) for no recording;
+    fired[t, lo] is set where the state clip changed a value at step t. da may have padded
+    rows (more than H columns)."""
     T, B, H = h.shape
     one, zero = h.dtype.type(1), h.dtype.type(0)
     has_dy = dy.shape[0] != 0
     rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
-    fired = 0
     for t in range(T - 1, -1, -1):
-        for b in range(B):
+        for b in range(lo, hi):
             d, hb, dhb = da[t, b], h[t, b], dh[b]
             if has_dy:
                 dyb = dy[t, b]
@@ -75,31 +78,37 @@ def _backward(dy, x, w_ih, w_hh, resets, clip, norms, scratch, g_w_ih, g_w_hh, g
             else:
                 for j in range(H):
                     d[j] = dhb[j] * (one - hb[j] * hb[j])
-        recurrent_gradient(da[t], w_hh, dh)
-        reset_rows(dh, resets[t])
-        if do_clip and clip_inplace(dh, clip):
-            fired += 1
-    weight_gradients(da, da, x, h_prev, w_ih, g_w_ih, g_w_hh, g_b_ih, g_b_hh, dx, scratch)
-    return fired
+        gemm(da[t], False, p_hh, H, dh, lo, hi, False)
+        reset_rows(dh, resets[t], lo, hi)
+        if do_clip and clip_inplace(dh, clip, lo, hi):
+            fired[t, lo] = True
+    if dx.shape[0] != 0:   # (no rows: an embedding folded in, see _common.run_backward)
+        steps_product(da, p_ih, dx, lo, hi)
+        pack_steps(x.reshape(T * B, x.shape[2]), px, T, B, lo, hi)
+    pack_steps(h_prev.reshape(T * B, H), ph, T, B, lo, hi)
 
 
-def forward(cell, x, state, resets):
+def forward(cell, x, state, resets, fold=None):
     p, dt = cell.params, cell.dtype
-    T, B, _ = x.shape
+    T, B = resets.shape
+    D = cell.input_size
     H = cell.hidden_size
     h_prev, y = (_common.buffer(cell, k, (T, B, H), dt) for k in ("h_prev", "y"))
     act = ACTIVATIONS[cell.nonlinearity]
     h0 = _common.kernel_array(state[0], dt)
-    _forward(x, p["weight_ih"], p["weight_hh"], p["bias_ih"] + p["bias_hh"], h0,
-             _common.kernel_array(resets, bool), act, h_prev, y,
-             _common.buffer(cell, "step", (B, H), dt))
+    _parallel.run(_forward, B,
+                  (*_common.input_arrays(cell, x, fold, T, B),
+                   _common.packed(cell, "p_hh", p["weight_hh"], True),
+                   p["bias_ih"] + p["bias_hh"], h0, _common.kernel_array(resets, bool), act,
+                   h_prev, y),
+                  work=T * B * (D + H) * H)
     final = y[T - 1].copy() if T else h0.copy()
-    cache = {"x": x, "h_prev": h_prev, "h": y, "resets": resets}
+    cache = {**_common.input_cache(x, fold), "h_prev": h_prev, "h": y, "resets": resets}
     return y, (final,), cache
 
 
 def backward(cell, dy, dstate, cache, ctx=None):
     T, B = cache["resets"].shape
-    return _common.run_backward(cell, _backward, dy, dstate, cache, ctx, ("h", "h_prev"),
+    return _common.run_backward(cell, _backward, dy, dstate, cache, ctx, ("h",),
                                 [("da", (T, B, cell.hidden_size))],
-                                ACTIVATIONS[cell.nonlinearity])
+                                (ACTIVATIONS[cell.nonlinearity],))

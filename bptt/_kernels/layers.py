@@ -1,37 +1,57 @@
 """Compiled kernels of the static layers and the fused softmax cross-entropy.
 
 All inputs are C-contiguous arrays of one float dtype (float32 or float64) flattened to rows
-(N = T * B): the callers reshape. Matrix products go through numba's ``np.dot`` (scipy's BLAS),
-like the cell kernels.
+(N = T * B): the callers reshape. Row kernels take a range ``lo, hi`` of rows (the last two
+arguments) and are run over all rows in parallel (:mod:`bptt._parallel`); matrix products go
+through :mod:`bptt._kernels.gemm`, like the cell kernels.
 """
 
 import numpy as np
 
 from .._config import njit
-from ._common import column_sums, matmul_acc
+from ._common import column_sums, gemm, pack_range
 from .fastmath import exp
 
 
 @njit
-def dense_forward(x, w, b, has_bias, y):
-    """y = x @ w.T (+ b): x (N, in), w (out, in), b (out,), y (N, out)."""
-    np.dot(x, w.T, y)
+def dense_forward(x, p_wt, b, has_bias, y, lo, hi):
+    """Rows lo..hi of y = x @ w.T (+ b): x (N, in), p_wt the panels of w.T (in, out), b (out,),
+    y (N, out)."""
+    gemm(x, False, p_wt, y.shape[1], y, lo, hi, False)
     if has_bias:
-        for i in range(y.shape[0]):
+        for i in range(lo, hi):
             row = y[i]
             for j in range(y.shape[1]):
                 row[j] += b[j]
 
 
 @njit
-def dense_backward(dy, x, w, g_w, g_b, has_bias, dx, scratch):
-    """Add dW = dy^T x and db = sum(dy) into g_w, g_b; set dx = dy @ w (dx may be empty);
-    scratch (1-D, at least w.size)."""
-    matmul_acc(dy.T, x, g_w, scratch)
-    if has_bias:
-        column_sums(dy, g_b, g_b[:0])
+def dense_backward_rows(dy, p_w, dx, m, p_m, lo, hi):
+    """Rows lo..hi: dx = dy @ w (p_w the panels of w (out, in); dx may have no rows), and the
+    panels p_m of m (N, n) (x or dy, for the weight gradient)."""
     if dx.shape[0] != 0:
-        np.dot(dy, w, dx)
+        gemm(dy, False, p_w, dx.shape[1], dx, lo, hi, False)
+    pack_range(m, p_m, lo, hi)
+
+
+@njit
+def dense_weight_grad(dy, x, p_m, transposed, g_w, g_b, has_bias, scratch, lo, hi):
+    """Rows lo..hi of the weight gradient dW = dy^T x (N rows summed), added into g_w (out, in):
+    directly (p_m the panels of x; rows = out) or, if ``transposed``, as rows lo..hi of
+    dW^T = x^T dy (p_m the panels of dy; rows = in) through scratch (in, out). With the bias,
+    db = sum(dy) for the matching share of the out columns."""
+    out_f, in_f = g_w.shape
+    if transposed:
+        gemm(x, True, p_m, out_f, scratch, lo, hi, False)
+        for i in range(lo, hi):
+            for o in range(out_f):
+                g_w[o, i] += scratch[i, o]
+        rows = in_f
+    else:
+        gemm(dy, True, p_m, in_f, g_w, lo, hi, True)
+        rows = out_f
+    if has_bias:
+        column_sums(dy, lo * out_f // rows, hi * out_f // rows, g_b)
 
 
 @njit
@@ -44,18 +64,18 @@ def embedding_backward(tokens, dy, g_w):
 
 
 @njit
-def softmax_cross_entropy(logits, targets, weights, scale, losses, grad):
-    """Fused, stable softmax + negative log-likelihood, row by row.
+def softmax_cross_entropy(logits, targets, weights, scale, losses, wloss, grad, lo, hi):
+    """Fused, stable softmax + negative log-likelihood, rows lo..hi.
 
     logits (N, V); targets (N,) int; weights (N,); scale: the factor of the mean (1 / sum(w))
-    or 1 for a sum. Fills losses (N,) with the unweighted per-row losses and grad (N, V) with
-    d(scale * sum(w * loss)) / d logits = scale * w * (softmax - onehot). Returns the
-    weighted loss sum(w * loss) accumulated in float64. Rows of weight 0 get a zero gradient
-    (their logits are not read beyond the loss), ignoring whatever target they hold.
+    or 1 for a sum. Fills losses (N,) with the unweighted per-row losses, wloss (N,) float64
+    with w * loss (0 where w = 0) and grad (N, V) with
+    d(scale * sum(w * loss)) / d logits = scale * w * (softmax - onehot). Rows of weight 0 get
+    a zero gradient (their logits are not read beyond the loss), ignoring whatever target
+    they hold.
     """
-    N, V = logits.shape
-    total = 0.0
-    for i in range(N):
+    V = logits.shape[1]
+    for i in range(lo, hi):
         row, g = logits[i], grad[i]
         m = row_max(row)
         for j in range(V):   # no running sum here, so that the loop vectorises
@@ -65,13 +85,11 @@ def softmax_cross_entropy(logits, targets, weights, scale, losses, grad):
         w = weights[i]
         loss = np.log(s) - (row[t] - m)
         losses[i] = loss
-        if w != 0:
-            total += float(w) * float(loss)
+        wloss[i] = float(w) * float(loss) if w != 0 else 0.0
         c = row.dtype.type(scale) * w / s
         for j in range(V):
             g[j] *= c
         g[t] -= row.dtype.type(scale) * w
-    return total
 
 
 @njit

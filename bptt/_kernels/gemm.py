@@ -1,0 +1,327 @@
+"""Matrix products of the kernels: a register-blocked micro-kernel over packed panels.
+
+A BLAS packs (copies and reorders) its operands on every call. For the products of one time
+step (B rows of h against a (H, G*H) weight) packing costs as much as the arithmetic, and a
+multi-threaded BLAS adds a synchronisation per call; so the cells pack each weight once per
+forward or backward and run every product of the T steps on the packed copy, here, with no
+BLAS and no threads of its own (the callers split rows across threads, see bptt._parallel).
+
+Layout. A (K, N) matrix M is *packed* into sub-panels of L columns (L = lanes of one SIMD
+vector: 16 float32 / 8 float64 with AVX-512): ``P[s, k, l] = M[k, s*L + l]`` (zero beyond N),
+shape ``(ceil(N / L), K, L)``. :func:`pack` builds it from M or from M^T.
+
+Product. ``gemm(A, trans, P, N, C, r0, r1, acc)`` computes rows r0..r1 of ``C = op(A) @ M``
+(``op(A) = A``, (R, K), or ``A^T`` for A (K, R)) into C (R, N), or adds them into C. The
+micro-kernel holds an MR x (NV vectors) block of C in registers through the whole K loop
+(MR = 6 rows; NV = 4 vectors with 32 vector registers, 2 with 16), one broadcast of A and
+NV loads of P per k. Every element of C is the sum over k in order, one fused multiply-add at
+a time, so a row's result does not depend on how the rows were split or tiled.
+
+The vector width is that of the CPU numba compiles for (part of numba's cache key, so a cache
+never mixes widths): AVX-512 64 bytes, AVX2 32, anything else 16.
+"""
+
+import numba
+import numpy as np
+from llvmlite import binding as _ll
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+from .._config import njit
+
+
+def _target_features():
+    feats = numba.config.CPU_FEATURES
+    if feats is None:
+        if numba.config.CPU_NAME is not None:
+            return ""          # a named (e.g. generic) target without features: baseline
+        return _ll.get_host_cpu_features().flatten()
+    return feats
+
+
+def vector_bytes(features=None):
+    """Bytes of the widest SIMD vector the target has: 64 (AVX-512), 32 (AVX2), else 16."""
+    f = set((_target_features() if features is None else features).split(","))
+    if "+avx512f" in f:
+        return 64
+    if "+avx2" in f:
+        return 32
+    return 16
+
+
+VBYTES = vector_bytes()
+MR = 6                                  # rows of the register block
+NV = 4 if VBYTES == 64 else 2           # vectors per row of the register block
+
+
+def lanes(dtype, vbytes=VBYTES):
+    """L: elements of ``dtype`` per SIMD vector."""
+    return vbytes // np.dtype(dtype).itemsize
+
+
+def make_microkernel(mr, nv, vbytes=VBYTES):
+    """An intrinsic computing an mr x (nv * L) block of C:
+
+    ``mk(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)``:
+    for i < mr, v < nv, l < L: ``C[c_off + i*c_rs + v*L + l] (+)= sum_k A[a_off + i*a_rs +
+    k*a_ks] * P[p_off + v*p_vs + k*L + l]`` (offsets and strides in elements; ``last`` = the
+    valid lanes of the last vector, 1..L, the others are neither read nor written; ``acc``
+    nonzero: add into C)."""
+
+    @intrinsic
+    def mk(typingctx, A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc):
+        if not (isinstance(A, types.Array) and isinstance(P, types.Array)
+                and isinstance(C, types.Array) and A.dtype == P.dtype == C.dtype
+                and A.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+
+        def codegen(context, builder, signature, args):
+            (a_arr, a_off, a_rs, a_ks, p_arr, p_off, p_vs, c_arr, c_off, c_rs, K, last,
+             acc) = args
+            ity = signature.args
+            intp = context.get_value_type(types.intp)
+
+            def as_intp(v, t):
+                return context.cast(builder, v, t, types.intp)
+
+            a_off, a_rs, a_ks = (as_intp(v, t) for v, t in zip((a_off, a_rs, a_ks), ity[1:4]))
+            p_off, p_vs = as_intp(p_off, ity[5]), as_intp(p_vs, ity[6])
+            c_off, c_rs, K = as_intp(c_off, ity[8]), as_intp(c_rs, ity[9]), as_intp(K, ity[10])
+            last, acc = as_intp(last, ity[11]), as_intp(acc, ity[12])
+            # 512-bit vectors are only used in functions that ask for them
+            set.add(builder.function.attributes,
+                    '"min-legal-vector-width"="%d"' % (vbytes * 8))
+            elt = context.get_value_type(A.dtype)
+            L = vbytes // context.get_abi_sizeof(elt)
+            vty = ir.VectorType(elt, L)
+            i32 = ir.IntType(32)
+
+            def const(v):
+                return ir.Constant(intp, v)
+
+            a_data = context.make_array(A)(context, builder, a_arr).data
+            p_data = context.make_array(P)(context, builder, p_arr).data
+            c_data = context.make_array(C)(context, builder, c_arr).data
+            a_rows = [builder.gep(a_data, [builder.add(a_off, builder.mul(const(i), a_rs))])
+                      for i in range(mr)]
+            p_vecs = [builder.gep(p_data, [builder.add(p_off, builder.mul(const(v), p_vs))])
+                      for v in range(nv)]
+            zero = ir.Constant(vty, [ir.Constant(elt, 0.0)] * L)
+            accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(nv)]
+                    for _ in range(mr)]
+            fmuladd = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty] * 3),
+                "llvm.fmuladd.v%d%s" % (L, "f32" if A.dtype == types.float32 else "f64"))
+            splat = ir.Constant(ir.VectorType(i32, L), [0] * L)
+            undef = ir.Constant(vty, None)
+            with cgutils.for_range(builder, K) as loop:
+                k = loop.index
+                kl = builder.mul(k, const(L))
+                w = [builder.load(builder.bitcast(builder.gep(p_vecs[v], [kl]),
+                                                  vty.as_pointer()), align=1)
+                     for v in range(nv)]
+                ka = builder.mul(k, a_ks)
+                for i in range(mr):
+                    s = builder.load(builder.gep(a_rows[i], [ka]))
+                    b = builder.shuffle_vector(
+                        builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
+                    for v in range(nv):
+                        builder.store(builder.call(fmuladd, [b, w[v], builder.load(accs[i][v])]),
+                                      accs[i][v])
+            is_acc = builder.icmp_signed("!=", acc, const(0))
+            full = builder.icmp_signed("==", last, const(L))
+            for i in range(mr):
+                row = builder.gep(c_data, [builder.add(c_off, builder.mul(const(i), c_rs))])
+                for v in range(nv):
+                    val = builder.load(accs[i][v])
+                    dst = builder.gep(row, [const(v * L)])
+                    if v < nv - 1:
+                        vp = builder.bitcast(dst, vty.as_pointer())
+                        with builder.if_then(is_acc):
+                            builder.store(builder.fadd(builder.load(vp, align=1),
+                                                       builder.load(accs[i][v])), accs[i][v])
+                        builder.store(builder.load(accs[i][v]), vp, align=1)
+                        continue
+                    with builder.if_else(full) as (then, otherwise):
+                        with then:
+                            vp = builder.bitcast(dst, vty.as_pointer())
+                            with builder.if_then(is_acc):
+                                builder.store(builder.fadd(builder.load(vp, align=1), val),
+                                              accs[i][v])
+                            builder.store(builder.load(accs[i][v]), vp, align=1)
+                        with otherwise:
+                            # a partial vector: lane by lane, never touching C beyond N
+                            with cgutils.for_range(builder, last) as lane:
+                                x = builder.extract_element(builder.load(accs[i][v]),
+                                                            lane.index)
+                                p = builder.gep(dst, [lane.index])
+                                with builder.if_then(is_acc):
+                                    x2 = builder.fadd(builder.load(p), x)
+                                    builder.store(x2, p)
+                                with builder.if_then(builder.not_(is_acc)):
+                                    builder.store(x, p)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return mk
+
+
+def _kernels_for(vbytes):
+    return {(m, v): make_microkernel(m, v, vbytes) for m in range(1, MR + 1) for v in (1, NV)}
+
+
+_MK = _kernels_for(VBYTES)
+# numba resolves globals by name: one module-level name per (rows, vectors) variant
+_mk1, _mk2, _mk3, _mk4, _mk5, _mk6 = (_MK[(m, NV)] for m in range(1, 7))
+_mv1, _mv2, _mv3, _mv4, _mv5, _mv6 = (_MK[(m, 1)] for m in range(1, 7))
+
+
+@njit
+def _block(mr, nv, A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc):
+    """One register block of mr (1..MR) rows and nv (1..NV) vectors."""
+    if nv == NV:
+        if mr == 6:
+            _mk6(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+        elif mr == 5:
+            _mk5(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+        elif mr == 4:
+            _mk4(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+        elif mr == 3:
+            _mk3(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+        elif mr == 2:
+            _mk2(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+        else:
+            _mk1(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+        return
+    # fewer vectors than a full block (the last columns): one vector at a time
+    L = P.shape[2]
+    for v in range(nv):
+        lv = last if v == nv - 1 else L
+        po, co = p_off + v * p_vs, c_off + v * L
+        if mr == 6:
+            _mv6(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
+        elif mr == 5:
+            _mv5(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
+        elif mr == 4:
+            _mv4(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
+        elif mr == 3:
+            _mv3(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
+        elif mr == 2:
+            _mv2(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
+        else:
+            _mv1(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
+
+
+ROW_BLOCK = 96   # rows of C per block: their A rows stay in cache while all panels pass
+K_BLOCK = 128   # k steps per pass: a pass's panel rows stay in L1
+K_BLOCK_T = 256
+
+
+@njit
+def gemm(A, trans, P, N, C, r0, r1, acc):
+    """Rows r0..r1 of ``C = op(A) @ M`` (``acc``: C += instead), M packed in P by :func:`pack`
+    (``P.shape = (ceil(N / L), K, L)``).
+
+    A: (R, K) if not trans, else (K, R) (then op(A) = A^T); more columns are allowed (a
+    padded leading dimension); C: (R, N). All C-contiguous, one dtype; rows outside r0..r1
+    are not touched. Sums are done K_BLOCK steps at a time through C, which gives the same
+    result (the register block has C's dtype) and keeps a pass's panel rows in L1."""
+    nsub, K, L = P.shape
+    if K == 0:
+        if not acc:
+            for r in range(r0, r1):
+                C[r, :N] = 0
+        return
+    c_rs = C.shape[1]
+    p_vs = K * L
+    lda = A.shape[1]
+    a_rs, a_ks = (1, lda) if trans else (lda, 1)
+    kb = K_BLOCK_T if trans else K_BLOCK
+    for rb in range(r0, r1, ROW_BLOCK):
+        rb1 = min(rb + ROW_BLOCK, r1)
+        for k0 in range(0, K, kb):
+            kn = min(kb, K - k0)
+            add = acc or k0 > 0
+            for g in range(0, nsub, NV):
+                nv = min(NV, nsub - g)
+                last = min(L, N - (g + nv - 1) * L)
+                for r in range(rb, rb1, MR):
+                    _block(min(MR, rb1 - r), nv, A, r * a_rs + k0 * a_ks, a_rs, a_ks, P,
+                           g * p_vs + k0 * L, p_vs, C, r * c_rs + g * L, c_rs, kn, last, add)
+
+
+@njit
+def gemm_rows(A, trans, P, N, C, acc, lo, hi):
+    """:func:`gemm` with the row range last, for :func:`bptt._parallel.run`."""
+    gemm(A, trans, P, N, C, lo, hi, acc)
+
+
+def _lanes(a):
+    """L for the dtype of array ``a``, as a compile-time constant (in compiled code)."""
+    return lanes(a.dtype)
+
+
+@overload(_lanes)
+def _lanes_impl(a):
+    n = VBYTES * 8 // a.dtype.bitwidth
+    return lambda a: n
+
+
+@njit
+def pack(M, trans, P, s0, s1):
+    """Fill sub-panels s0..s1 of P (ceil(N / L), K, L) with those of M (K, N), or of M^T if
+    ``trans`` (then M is (N, K)); zero beyond N."""
+    L = _lanes(P)
+    nsub, K = P.shape[0], P.shape[1]
+    N = M.shape[0] if trans else M.shape[1]
+    zero = P.dtype.type(0)
+    for s in range(s0, s1):
+        n0 = s * L
+        w = min(L, N - n0)
+        if trans:
+            if w == L:
+                for k in range(K):
+                    dst = P[s, k]
+                    for l in range(L):
+                        dst[l] = M[n0 + l, k]
+                continue
+            for k in range(K):
+                dst = P[s, k]
+                for l in range(L):
+                    dst[l] = M[n0 + l, k] if l < w else zero
+        else:
+            _copy_panel_rows(M, P, s, n0, w, 0, K)
+
+
+@njit
+def _copy_panel_rows(M, P, s, n0, w, k0, k1):
+    L = _lanes(P)
+    zero = P.dtype.type(0)
+    for k in range(k0, k1):
+        dst, src = P[s, k], M[k, n0:n0 + w]
+        if w == L:
+            for l in range(L):
+                dst[l] = src[l]
+        else:
+            for l in range(L):
+                dst[l] = src[l] if l < w else zero
+
+
+@njit
+def pack_range(M, P, k0, k1):
+    """Rows k0..k1 of ``pack(M, False, P)`` (so that threads can pack disjoint rows)."""
+    L = _lanes(P)
+    N = M.shape[1]
+    for s in range(P.shape[0]):
+        n0 = s * L
+        _copy_panel_rows(M, P, s, n0, min(L, N - n0), k0, k1)
+
+
+def packed_shape(K, N, dtype):
+    """Shape of the packed form of a (K, N) matrix of ``dtype``."""
+    L = lanes(dtype)
+    return (-(-N // L), K, L)

@@ -1,0 +1,136 @@
+"""The packed-panel matrix product of the kernels (bptt._kernels.gemm) against numpy."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from bptt._kernels import gemm as G
+
+SHAPES = [(1, 1, 1), (1, 3, 5), (7, 3, 5), (6, 4, 64), (13, 17, 65), (5, 0, 7), (2, 9, 16),
+          (40, 33, 100), (100, 300, 130), (200, 7, 3)]
+DTYPES = [np.float32, np.float64]
+
+
+def panels(m, dtype):
+    p = np.empty(G.packed_shape(m.shape[0], m.shape[1], dtype), dtype)
+    G.pack(m, False, p, 0, p.shape[0])
+    return p
+
+
+def tolerance(dtype, K):
+    return (1e-6 if np.dtype(dtype) == np.float32 else 1e-14) * max(1, K) ** 0.5
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("R,K,N", SHAPES)
+@pytest.mark.parametrize("trans", [False, True])
+@pytest.mark.parametrize("acc", [False, True])
+def test_gemm_matches_numpy(dtype, R, K, N, trans, acc):
+    rng = np.random.default_rng([R, K, N, trans, acc])
+    a = rng.standard_normal((K, R) if trans else (R, K)).astype(dtype)
+    m = rng.standard_normal((K, N)).astype(dtype)
+    c0 = rng.standard_normal((R, N)).astype(dtype)
+    c = c0.copy()
+    r0, r1 = (1, R - 1) if R > 2 else (0, R)
+    G.gemm(a, trans, panels(m, dtype), N, c, r0, r1, acc)
+    want = c0.astype(np.float64)
+    op_a = (a.T if trans else a).astype(np.float64)
+    want[r0:r1] = (want[r0:r1] if acc else 0) + op_a[r0:r1] @ m.astype(np.float64)
+    scale = np.abs(want).max() + 1
+    assert np.abs(c - want).max() <= tolerance(dtype, K) * scale
+    # rows outside r0..r1 are untouched, bit for bit
+    np.testing.assert_array_equal(c[:r0], c0[:r0])
+    np.testing.assert_array_equal(c[r1:], c0[r1:])
+
+
+def test_a_padded_leading_dimension():
+    """A may have more columns than K (trans=False) or than C has rows (trans=True)."""
+    rng = np.random.default_rng(0)
+    m = rng.standard_normal((20, 33)).astype(np.float32)
+    p = panels(m, np.float32)
+    a = rng.standard_normal((9, 20 + 16)).astype(np.float32)
+    c = np.zeros((9, 33), np.float32)
+    G.gemm(a, False, p, 33, c, 0, 9, False)
+    np.testing.assert_allclose(c, a[:, :20] @ m, rtol=1e-5, atol=1e-5)
+    at = rng.standard_normal((20, 9 + 7)).astype(np.float32)
+    G.gemm(at, True, p, 33, c, 0, 9, False)
+    np.testing.assert_allclose(c, at[:, :9].T @ m, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_rows_do_not_depend_on_the_split(dtype):
+    """Each row of C comes out bit for bit the same whatever rows a call covers (threads
+    split rows, so results do not depend on the number of threads)."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((50, 70)).astype(dtype)
+    p = panels(rng.standard_normal((70, 90)).astype(dtype), dtype)
+    whole, parts = np.zeros((50, 90), dtype), np.zeros((50, 90), dtype)
+    G.gemm(a, False, p, 90, whole, 0, 50, False)
+    for lo, hi in [(0, 7), (7, 8), (8, 31), (31, 50)]:
+        G.gemm(a, False, p, 90, parts, lo, hi, False)
+    np.testing.assert_array_equal(whole, parts)
+
+
+def test_pack_layout_and_padding():
+    rng = np.random.default_rng(2)
+    m = rng.standard_normal((5, 37)).astype(np.float64)
+    p = panels(m, np.float64)
+    L = G.lanes(np.float64)
+    assert p.shape == (-(-37 // L), 5, L)
+    for s in range(p.shape[0]):
+        for k in range(5):
+            for l in range(L):
+                n = s * L + l
+                assert p[s, k, l] == (m[k, n] if n < 37 else 0.0)
+    t = np.empty_like(p)
+    G.pack(np.ascontiguousarray(m.T), True, t, 0, t.shape[0])
+    np.testing.assert_array_equal(t, p)
+    r = np.full_like(p, np.nan)
+    G.pack_range(m, r, 0, 2)
+    G.pack_range(m, r, 2, 5)
+    np.testing.assert_array_equal(r, p)
+
+
+def test_vector_width_of_the_target():
+    assert G.vector_bytes("+avx,+avx2,+avx512f,+fma") == 64
+    assert G.vector_bytes("+avx,+avx2,-avx512f,+fma") == 32
+    assert G.vector_bytes("+sse2,+sse4.2") == 16
+    assert G.VBYTES in (16, 32, 64)
+
+
+@pytest.mark.parametrize("cpu,features,vbytes", [
+    ("haswell", "+avx,+avx2,+fma,+sse2,+sse4.2,+popcnt,+f16c,+bmi,+bmi2", 32),
+    ("x86-64", "", 16)])
+def test_other_vector_widths(tmp_path, cpu, features, vbytes):
+    """The micro-kernels for AVX2 and for 16-byte vectors, compiled for those targets in a
+    fresh process, give numpy's products (this machine runs their code too)."""
+    if os.uname().machine not in ("x86_64", "AMD64"):
+        pytest.skip("the targets named are x86 ones")
+    if vbytes == 32 and "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this CPU has no AVX2")
+    code = textwrap.dedent(f"""
+        import numpy as np
+        from bptt._kernels import gemm as G
+        assert G.VBYTES == {vbytes}, G.VBYTES
+        rng = np.random.default_rng(0)
+        for dt in (np.float32, np.float64):
+            for R, K, N, trans in ((7, 13, 29, False), (11, 40, 70, True), (1, 5, 3, False)):
+                a = rng.standard_normal((K, R) if trans else (R, K)).astype(dt)
+                m = rng.standard_normal((K, N)).astype(dt)
+                p = np.empty(G.packed_shape(K, N, dt), dt)
+                G.pack(m, False, p, 0, p.shape[0])
+                c = np.zeros((R, N), dt)
+                G.gemm(a, trans, p, N, c, 0, R, False)
+                want = (a.T if trans else a).astype(np.float64) @ m
+                assert np.abs(c - want).max() < 1e-4, (dt, R, K, N)
+        print("ok")
+    """)
+    env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=features,
+               NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
