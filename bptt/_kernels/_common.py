@@ -103,15 +103,17 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     gradient is added instead.
 
     The kernels take, in this order: dy, x, h_prev (from the cache), p_hh (the panels of
-    W_hh) and p_ih (of W_ih), resets, clip, norms, fired (T, B) flags of the state clip, dx,
-    px and ph (filled with the panels of x and h_prev, for the weight gradients; with an
-    embedding folded in, x, dx and px have no rows and px is left alone), then
-    ``extra`` (scalars), the cache arrays named in ``cached``, the state-gradient arrays
-    (updated in place to the initial state's gradient), the work arrays ``work`` (a list of
-    (name, shape), each allocated with :func:`padded` rows) and lo, hi. The first work array
-    is the gradient of the pre-activations (T, B, G*H) that the weight gradients of W_ih and
-    the biases are made of; ``dah`` names another work array for those of W_hh and b_hh (the
-    GRU's), else the same one serves.
+    W_hh) and p_ih (of W_ih), resets, clip, norms, fired (T, B) flags of the state clip,
+    sums (B, 1 or 2, G*H) float64 (each stream's sum over time of the pre-activation
+    gradients, for the biases), dx, px and ph (filled with the panels of x and h_prev, for
+    the weight gradients; with an embedding folded in, x, dx and px have no rows and px is
+    left alone), then ``extra`` (scalars), the cache arrays named in ``cached``, the
+    state-gradient arrays (updated in place to the initial state's gradient), the work arrays
+    ``work`` (a list of (name, shape), each allocated with :func:`padded` rows) and lo, hi.
+    The first work array is the gradient of the pre-activations (T, B, G*H) that the weight
+    gradients of W_ih and b_ih are made of; ``dah`` names another work array for those of
+    W_hh and b_hh (the GRU's; then sums has two entries per stream), else the same one
+    serves.
     """
     resets = cache["resets"]
     T, B = resets.shape
@@ -121,6 +123,7 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     h_prev = kernel_array(cache["h_prev"], dt)
     norms = norm_record(ctx, len(dstate), T, B, dt)
     fired = np.zeros((T, B), dtype=bool)
+    sums = buffer(cell, "sums", (B, 1 if dah is None else 2, GH), np.float64)
     ph = buffer(cell, "ph", packed_shape(T * B, H, dt), dt)
     p_ih = packed(cell, "p_ih_b", p["weight_ih"], False)
     folded = "tokens" in cache
@@ -139,20 +142,23 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     _parallel.run(kernel, B,
                   (output_gradient(cell, dy, T, B), x, h_prev,
                    packed(cell, "p_hh_b", p["weight_hh"], False), p_ih,
-                   kernel_array(resets, bool), clip_value(ctx, dt), norms, fired, dx, px, ph,
-                   *extra, *(kernel_array(cache[k], dt) for k in cached), *dstate,
+                   kernel_array(resets, bool), clip_value(ctx, dt), norms, fired, sums, dx, px,
+                   ph, *extra, *(kernel_array(cache[k], dt) for k in cached), *dstate,
                    *arrays.values()),
                   work=T * B * GH * (D + H))
+    bias = sums.sum(axis=0)
+    g["bias_ih"] += bias[0].astype(dt)
+    g["bias_hh"] += bias[-1].astype(dt)
     da = arrays[work[0][0]].reshape(T * B, -1)
     da_h = da if dah is None else arrays[dah].reshape(T * B, -1)
     _parallel.run(weight_gradients, GH,
-                  (da, da_h, px, ph, D, H, tokens, d_table, g["weight_ih"], g["weight_hh"],
-                   g["bias_ih"], g["bias_hh"]),
-                  work=T * B * GH * (D + H))
-    if folded:   # d embedding.weight += d_table @ W_ih
+                  (da, da_h, px, ph, D, H, tokens, d_table, g["weight_ih"], g["weight_hh"]),
+                  work=T * B * GH * (H + (0 if folded else D)))
+    if folded:
         V = d_table.shape[0]
-        _parallel.run(gemm_rows, V, (d_table, False, p_ih, D, emb.grads["weight"], True),
-                      work=V * GH * D)
+        _parallel.run(embedding_gradients, V,
+                      (d_table, p_ih, px, D, g["weight_ih"], emb.grads["weight"]),
+                      work=2 * V * GH * D)
     if ctx is not None and ctx.state_clip is not None:
         ctx.state_clip_fired += int(fired.any(axis=1).sum())
     if norms.shape[1]:
@@ -161,27 +167,43 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
 
 
 @njit
-def weight_gradients(da, da_h, px, ph, D, H, tokens, d_table, g_w_ih, g_w_hh, g_b_ih, g_b_hh,
-                     lo, hi):
+def weight_gradients(da, da_h, px, ph, D, H, tokens, d_table, g_w_ih, g_w_hh, lo, hi):
     """Rows lo..hi of the weight gradients, from all T*B positions at once:
-    dW_ih += da^T x, dW_hh += da_h^T h_prev, b_ih += sum(da), b_hh += sum(da_h).
-    da, da_h (T*B, G*H); px, ph the panels of x (T*B, D) and h_prev (T*B, H). With an
-    embedding folded in (tokens (T*B,) not empty), px holds the panels of embedding.weight
-    (V, D) instead and dW_ih += d_table^T embedding.weight, where d_table (V, G*H) (filled
-    here, columns lo..hi) sums the rows of da by token."""
-    if tokens.shape[0] != 0:
-        for v in range(d_table.shape[0]):
-            d_table[v, lo:hi] = 0
-        for n in range(tokens.shape[0]):
-            src, dst = da[n, lo:hi], d_table[tokens[n], lo:hi]
-            for j in range(hi - lo):
-                dst[j] += src[j]
-        gemm(d_table, True, px, D, g_w_ih, lo, hi, True)
-    else:
-        gemm(da, True, px, D, g_w_ih, lo, hi, True)
+    dW_hh += da_h^T h_prev and dW_ih += da^T x. da, da_h (T*B, G*H); px, ph the panels of
+    x (T*B, D) and h_prev (T*B, H). With an embedding folded in (tokens (T*B,) not empty)
+    dW_ih is left to :func:`embedding_gradients`; instead the rows of d_table (V, G*H) for
+    the matching share of the tokens are set to the sums of the rows of da by token."""
     gemm(da_h, True, ph, H, g_w_hh, lo, hi, True)
-    column_sums(da, lo, hi, g_b_ih)
-    column_sums(da_h, lo, hi, g_b_hh)
+    if tokens.shape[0] == 0:
+        gemm(da, True, px, D, g_w_ih, lo, hi, True)
+        return
+    V, G = d_table.shape[0], g_w_hh.shape[0]
+    v0, v1 = lo * V // G, hi * V // G
+    for v in range(v0, v1):
+        d_table[v, :G] = 0
+    for n in range(tokens.shape[0]):
+        v = tokens[n]
+        if v0 <= v < v1:
+            src, dst = da[n, :G], d_table[v, :G]
+            for j in range(G):
+                dst[j] += src[j]
+
+
+@njit
+def embedding_gradients(d_table, p_ih, p_emb, D, g_w_ih, g_emb, lo, hi):
+    """With an embedding folded in: rows lo..hi of d embedding.weight += d_table @ W_ih and the
+    matching share of the rows of dW_ih += d_table^T embedding.weight. d_table (V, G*H);
+    p_ih, p_emb the panels of W_ih (G*H, D) and of embedding.weight (V, D)."""
+    V, G = d_table.shape[0], g_w_ih.shape[0]
+    gemm(d_table, False, p_ih, D, g_emb, lo, hi, True)
+    gemm(d_table, True, p_emb, D, g_w_ih, lo * G // V, hi * G // V, True)
+
+
+@njit
+def add_row(acc, d):
+    """acc += d (1-D; acc float64, d the kernel's dtype; acc may be shorter)."""
+    for j in range(acc.shape[0]):
+        acc[j] += d[j]
 
 
 @njit

@@ -10,8 +10,8 @@ import numpy as np
 from .. import _parallel
 from .._config import njit
 from . import _common
-from ._common import (clip_inplace, gemm, input_projection, load_state, norm, pack_steps,
-                      reset_rows, steps_product)
+from ._common import (add_row, clip_inplace, gemm, input_projection, load_state, norm,
+                      pack_steps, reset_rows, steps_product)
 from .fastmath import tanh
 
 TANH, RELU, LINEAR = 0, 1, 2
@@ -46,20 +46,21 @@ def _forward(x, tokens, table, p_ih, p_hh, bias, h0, resets, act, h_prev, y, lo,
 
 
 @njit
-def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, dx, px, ph, act, h, dh,
-              da, lo, hi):
+def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, px, ph, act, h,
+              dh, da, lo, hi):
     """Streams lo..hi. dy (T, B, H), or (0, B, H) for zeros; x, h_prev, h (the outputs) from
     the cache; p_hh, p_ih the panels of W_hh (H, H) and W_ih (H, D); dh (B, H) the final-state
     gradient on entry, the initial-state gradient on exit; fills da (T, B, H) with the
     pre-activation gradients, dx (T, B, D), and px, ph with the panels of x and h_prev;
     norms (1, T, B) receives ||dL/dh_t|| per stream, or is (1, 0, B) for no recording;
-    fired[t, lo] is set where the state clip changed a value at step t. da may have padded
-    rows (more than H columns)."""
+    fired[t, lo] is set where the state clip changed a value at step t; sums[b, 0] (float64)
+    receives the sum of da[:, b] over time. da may have padded rows (more than H columns)."""
     T, B, H = h.shape
     one, zero = h.dtype.type(1), h.dtype.type(0)
     has_dy = dy.shape[0] != 0
     rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
+    sums[lo:hi] = 0
     for t in range(T - 1, -1, -1):
         for b in range(lo, hi):
             d, hb, dhb = da[t, b], h[t, b], dh[b]
@@ -78,6 +79,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, dx, px, ph,
             else:
                 for j in range(H):
                     d[j] = dhb[j] * (one - hb[j] * hb[j])
+            add_row(sums[b, 0], d)
         gemm(da[t], False, p_hh, H, dh, lo, hi, False)
         reset_rows(dh, resets[t], lo, hi)
         if do_clip and clip_inplace(dh, clip, lo, hi):

@@ -13,8 +13,8 @@ import numpy as np
 from .. import _parallel
 from .._config import njit
 from . import _common
-from ._common import (clip_inplace, gemm, input_projection, load_state, norm, pack_steps,
-                      reset_rows, steps_product)
+from ._common import (add_row, clip_inplace, gemm, input_projection, load_state, norm,
+                      pack_steps, reset_rows, steps_product)
 from .fastmath import sigmoid, tanh
 
 
@@ -50,21 +50,23 @@ def _forward(x, tokens, table, p_ih, p_hh, b_ih, b_hh, h0, resets, gates, h_prev
 
 
 @njit
-def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, dx, px, ph, gates, hn,
-              dh, dai, dah, lo, hi):
+def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, px, ph,
+              gates, hn, dh, dai, dah, lo, hi):
     """Streams lo..hi. dy (T, B, H), or (0, B, H) for zeros; x, h_prev, gates, hn from the
     cache; p_hh, p_ih the panels of W_hh (3H, H) and W_ih (3H, D); dh (B, H) the final-state
     gradient on entry, the initial-state gradient on exit; fills dai (T, B, 3H) with the
     gradients of the input-side pre-activations (dr, dz, dn), dah (T, B, 3H) with those of
     the recurrent side (dr, dz, dn * r), dx (T, B, D), and px, ph with the panels of x and
     h_prev; norms (1, T, B) receives ||dL/dh_t|| per stream, or is (1, 0, B) for no
-    recording; fired[t, lo] is set where the state clip changed a value at step t. dai and dah
+    recording; fired[t, lo] is set where the state clip changed a value at step t; sums[b, 0]
+    and sums[b, 1] (float64) receive the sums of dai[:, b] and dah[:, b] over time. dai and dah
     may have padded rows (more than 3H columns)."""
     T, B, H = hn.shape
     one = hn.dtype.type(1)
     has_dy = dy.shape[0] != 0
     rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
+    sums[lo:hi] = 0
     for t in range(T - 1, -1, -1):
         for b in range(lo, hi):
             g, d, e, hnb = gates[t, b], dai[t, b], dah[t, b], hn[t, b]
@@ -93,6 +95,8 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, dx, px, ph,
                 en[j] = dn[j] * gr[j]
             for j in range(H):
                 dhb[j] *= gz[j]
+            add_row(sums[b, 0], d)
+            add_row(sums[b, 1], e)
         gemm(dah[t], False, p_hh, H, dh, lo, hi, True)   # dh = dh * z + dah @ W_hh
         reset_rows(dh, resets[t], lo, hi)
         if do_clip and clip_inplace(dh, clip, lo, hi):

@@ -13,8 +13,8 @@ import numpy as np
 from .. import _parallel
 from .._config import njit
 from . import _common
-from ._common import (clip_inplace, gemm, input_projection, load_state, norm, pack_steps,
-                      reset_rows, steps_product)
+from ._common import (add_row, clip_inplace, gemm, input_projection, load_state, norm,
+                      pack_steps, reset_rows, steps_product)
 from .fastmath import sigmoid, tanh
 
 
@@ -57,21 +57,22 @@ def _forward(x, tokens, table, p_ih, p_hh, bias, h0, c, resets, gates, h_prev, c
 
 
 @njit
-def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, dx, px, ph, gates,
-              c_prev, tanh_c, dh, dc, da, lo, hi):
+def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, px, ph,
+              gates, c_prev, tanh_c, dh, dc, da, lo, hi):
     """Streams lo..hi. dy (T, B, H), or (0, B, H) for zeros; x, h_prev, gates, c_prev, tanh_c
     from the cache; p_hh, p_ih the panels of W_hh (4H, H) and W_ih (4H, D); dh, dc (B, H) the
     final-state gradient on entry, the initial-state gradient on exit; fills da (T, B, 4H)
     with the pre-activation gradients, dx (T, B, D), and px, ph with the panels of x and
     h_prev (for the weight gradients); norms (2, T, B) receives ||dL/dh_t|| and ||dL/dc_t||
     per stream (see BackwardContext), or is (2, 0, B) for no recording; fired[t, lo] is set
-    where the state clip changed a value at step t. da may have padded rows (more than 4H
-    columns)."""
+    where the state clip changed a value at step t; sums[b, 0] (float64) receives the sum of
+    da[:, b] over time. da may have padded rows (more than 4H columns)."""
     T, B, H = tanh_c.shape
     one = tanh_c.dtype.type(1)
     has_dy = dy.shape[0] != 0
     rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
+    sums[lo:hi] = 0
     for t in range(T - 1, -1, -1):
         for b in range(lo, hi):
             g, d, tc, cp, dhb, dcb = gates[t, b], da[t, b], tanh_c[t, b], c_prev[t, b], dh[b], dc[b]
@@ -97,6 +98,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, dx, px, ph,
                 do[j] = dhb[j] * tc[j] * go[j] * (one - go[j])
             for j in range(H):   # to c_{t-1}
                 dcb[j] *= gf[j]
+            add_row(sums[b, 0], d)
         gemm(da[t], False, p_hh, H, dh, lo, hi, False)
         reset_rows(dh, resets[t], lo, hi)
         reset_rows(dc, resets[t], lo, hi)
