@@ -198,7 +198,8 @@ def test_gradients_accumulate(kind, dtype):
 @kinds
 @dtypes
 def test_cache_layout(kind, dtype):
-    """Every array of the cache is indexed by time on axis 0 with exactly T entries."""
+    """Every array of the cache is indexed by time on axis 0 with exactly T entries (the
+    gates gate-major: (T, G, B, H))."""
     rng = np.random.default_rng(2)
     T, B = 6, 2
     cell, _ = pair(kind, dtype)
@@ -207,7 +208,8 @@ def test_cache_layout(kind, dtype):
     assert cache["resets"].shape == (T, B) and cache["resets"].dtype == bool
     for k, v in cache.items():
         if isinstance(v, np.ndarray):
-            assert v.shape[:2] == (T, B), k
+            want = (T, cell.gates, B) if k == "gates" else (T, B)
+            assert v.shape[:len(want)] == want, k
             if v.dtype != bool:
                 assert v.dtype == np.dtype(dtype), k
     assert y.shape == (T, B, H)

@@ -9,6 +9,12 @@ Threads. Every cell kernel works on a range ``lo:hi`` of the batch streams (the 
 arguments) and runs in parallel over the streams (:mod:`bptt._parallel`): a forward or
 backward pass is one parallel call of the time loop, plus one for the weight gradients.
 
+Gate-major layout. The G gate blocks of a cell (LSTM i, f, g, o; GRU r, z, n) are kept apart:
+the activated gates of step t are ``gates[t]`` (G, B, H) and the pre-activation gradients
+``da`` (G, T, B, H), so that a thread's streams lo..hi of one gate at one step are a single
+contiguous run of (hi - lo) * H numbers, and the elementwise work of a step is a few long
+loops instead of a few short loops per stream. Weights are packed gate block by gate block.
+
 Matrix products. All of them go through :mod:`bptt._kernels.gemm` on weights packed once per
 call (no BLAS: a multi-threaded BLAS spins its own threads between calls, which starves the
 kernels' threads, and packs its operands again at every step).
@@ -20,7 +26,7 @@ import numpy as np
 
 from .. import _parallel
 from .._config import njit
-from .gemm import gemm, gemm_rows, pack, pack_range, packed_shape
+from .gemm import gemm, pack, pack_range, packed_shape
 
 
 def buffer(owner, name, shape, dtype):
@@ -39,6 +45,9 @@ def buffer(owner, name, shape, dtype):
 
 def kernel_array(a, dtype):
     """``a`` as a C-contiguous, writeable array of ``dtype`` (copied only if needed)."""
+    if (type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous
+            and a.flags.writeable):
+        return a
     return np.require(a, dtype=dtype, requirements=["C", "W"])
 
 
@@ -51,11 +60,25 @@ def packed(owner, name, m, trans):
     return p
 
 
-def padded(shape, dtype):
-    """``shape`` with one cache line more on the last axis. The weight gradients read the
-    pre-activation gradients (T*B, G*H) down their columns; with a row length of a power of
-    two (G*H = 512, say) those reads all fall into a few cache sets and evict each other."""
-    return shape[:-1] + (shape[-1] + 64 // np.dtype(dtype).itemsize,)
+def gate_panels(owner, name, w, G, trans):
+    """The panels of each of the G gate blocks w[k*H:(k+1)*H] of a weight w (G*H, K): of the
+    block transposed (K, H) if ``trans`` (for x @ W^T), else of the block (H, K) (for
+    d @ W). Shape (G, ceil(N / L), K', L)."""
+    H, K = w.shape[0] // G, w.shape[1]
+    shape = (G,) + (packed_shape(K, H, w.dtype) if trans else packed_shape(H, K, w.dtype))
+    p = buffer(owner, name, shape, w.dtype)
+    _parallel.run(pack_gates, G * shape[1], (w, trans, p), work=w.size // 4)
+    return p
+
+
+@njit
+def pack_gates(w, trans, p, lo, hi):
+    """Sub-panels lo..hi (counted over all gates, gate-major) of :func:`gate_panels`."""
+    G, nsub = p.shape[0], p.shape[1]
+    H = w.shape[0] // G
+    for i in range(lo, hi):
+        k, s = divmod(i, nsub)
+        pack(w[k * H:(k + 1) * H], trans, p[k], s, s + 1)
 
 
 def clip_value(ctx, dtype):
@@ -74,26 +97,91 @@ def norm_record(ctx, n_states, T, B, dtype):
 NO_TOKENS = np.zeros((0, 0), dtype=np.int64)
 
 
-def input_arrays(cell, x, fold, T, B):
-    """``(x, tokens, table, p_ih)`` for a forward kernel (see :func:`input_projection`):
-    the input and the panels of W_ih^T, or, with ``fold = (tokens, embedding)``, an empty x,
-    the tokens and the table embedding.weight @ W_ih^T (V, G*H) whose rows replace the input
-    projection of each token."""
-    p, dt = cell.params, cell.dtype
-    p_ih = packed(cell, "p_ih", p["weight_ih"], True)
+def input_arrays(cell, x, fold, bias, T, B):
+    """``(x, tokens, table, p_ih, bias)`` for a forward kernel (see :func:`gate_input`): the
+    input, and the gate panels of W_ih^T; or, with ``fold = (tokens, embedding)``, an empty x,
+    the tokens and the table (G, V, H) = embedding.weight @ W_ih^T + bias, whose rows replace
+    the input projection of each token (then bias is returned empty: it is in the table).
+    ``bias`` (G*H,) is what the input projection adds."""
+    p, dt, G = cell.params, cell.dtype, cell.gates
+    p_ih = gate_panels(cell, "p_ih", p["weight_ih"], G, True)
     if fold is None:
-        return x, NO_TOKENS, np.zeros((0, 0), dt), p_ih
+        return x, NO_TOKENS, np.zeros((0, 0, 0), dt), p_ih, bias
     tokens, emb = fold
     w = kernel_array(emb.params["weight"], dt)
-    V, GH = w.shape[0], p["weight_ih"].shape[0]
-    table = buffer(cell, "table", (V, GH), dt)
-    _parallel.run(gemm_rows, V, (w, False, p_ih, GH, table, False), work=w.size * GH)
-    return (np.zeros((0, B, cell.input_size), dt), kernel_array(tokens, np.int64), table, p_ih)
+    V, H = w.shape[0], cell.hidden_size
+    table = buffer(cell, "table", (G, V, H), dt)
+    _parallel.run(gate_table, V, (w, p_ih, bias, table), work=w.size * G * H)
+    return (np.zeros((0, B, cell.input_size), dt), kernel_array(tokens, np.int64), table, p_ih,
+            bias[:0])
+
+
+@njit
+def gate_table(w, p_ih, bias, table, lo, hi):
+    """Rows lo..hi of table[k] = w @ W_ih[k block]^T + bias[k block], for every gate k."""
+    G, V, H = table.shape
+    for k in range(G):
+        gemm(w, False, p_ih[k], H, table[k], lo, hi, False)
+        bk = bias[k * H:(k + 1) * H]
+        for v in range(lo, hi):
+            row = table[k, v]
+            for j in range(H):
+                row[j] += bk[j]
 
 
 def input_cache(x, fold):
     """The cache entries of the input: x, or the tokens and the embedding folded in."""
     return {"x": x} if fold is None else {"tokens": fold[0], "embedding": fold[1]}
+
+
+@njit
+def gate_input(x, tokens, table, p_ih, bias, gates, lo, hi):
+    """gates[t, k, lo:hi] = the input projection of gate k, x[t, lo:hi] @ W_ih[k block]^T +
+    bias[k block], for every t (p_ih the gate panels of W_ih^T); or, with an embedding folded
+    in (tokens (T, B) not empty), the rows table[k, tokens[t, b]] (bias included): the same
+    numbers, as the product of an embedded token is its table row."""
+    T, G, B, H = gates.shape
+    if tokens.shape[0] != 0:
+        for t in range(T):
+            for b in range(lo, hi):
+                v = tokens[t, b]
+                for k in range(G):
+                    src, dst = table[k, v], gates[t, k, b]
+                    for j in range(H):
+                        dst[j] = src[j]
+        return
+    for t in range(T):
+        for k in range(G):
+            gemm(x[t], False, p_ih[k], H, gates[t, k], lo, hi, False)
+            bk = bias[k * H:(k + 1) * H]
+            for b in range(lo, hi):
+                row = gates[t, k, b]
+                for j in range(H):
+                    row[j] += bk[j]
+
+
+@njit
+def rows(a2, lo, hi):
+    """The rows lo..hi of a 2-D C array as one flat 1-D view."""
+    n = a2.shape[1]
+    return a2.reshape(a2.shape[0] * n)[lo * n:hi * n]
+
+
+@njit
+def gate_product(da, p, out, acc, lo, hi):
+    """out[t, lo:hi] (+)= sum over gates k of da[k, t, lo:hi] @ M_k, for every t: da
+    (G, T, B, H), p the gate panels of the M_k (H, N), out (T, B, N) (dx, and dh for one
+    step with T = 1)."""
+    G, T, B, H = da.shape
+    N = out.shape[2]
+    if lo == 0 and hi == B:
+        for k in range(G):
+            gemm(da[k].reshape(T * B, H), False, p[k], N, out.reshape(T * B, N), 0, T * B,
+                 acc or k > 0)
+        return
+    for t in range(T):
+        for k in range(G):
+            gemm(da[k, t], False, p[k], N, out[t], lo, hi, acc or k > 0)
 
 
 def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), dah=None):
@@ -102,60 +190,60 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     embedding folded in (the cache holds "tokens"), dx is None and the embedding's weight
     gradient is added instead.
 
-    The kernels take, in this order: dy, x, h_prev (from the cache), p_hh (the panels of
-    W_hh) and p_ih (of W_ih), resets, clip, norms, fired (T, B) flags of the state clip,
-    sums (B, 1 or 2, G*H) float64 (each stream's sum over time of the pre-activation
-    gradients, for the biases), dx, px and ph (filled with the panels of x and h_prev, for
-    the weight gradients; with an embedding folded in, x, dx and px have no rows and px is
-    left alone), then ``extra`` (scalars), the cache arrays named in ``cached``, the
-    state-gradient arrays (updated in place to the initial state's gradient), the work arrays
-    ``work`` (a list of (name, shape), each allocated with :func:`padded` rows) and lo, hi.
-    The first work array is the gradient of the pre-activations (T, B, G*H) that the weight
-    gradients of W_ih and b_ih are made of; ``dah`` names another work array for those of
-    W_hh and b_hh (the GRU's; then sums has two entries per stream), else the same one
-    serves.
+    The kernels take, in this order: dy, x, h_prev (from the cache), p_hh and p_ih (the gate
+    panels of W_hh and W_ih), resets, clip, norms, fired (T, B) flags of the state clip,
+    sums (S, G, B, H) float64 (each stream's sum over time of the pre-activation gradients,
+    for the biases), dx, px and ph (filled with the panels of x and h_prev, for the weight
+    gradients; with an embedding folded in, x, dx and px have no rows and px is left alone),
+    then ``extra`` (scalars), the cache arrays named in ``cached``, the state-gradient arrays
+    (updated in place to the initial state's gradient), the work arrays ``work`` (a list of
+    (name, shape)) and lo, hi. The first work array is the gradient of the pre-activations
+    (G, T, B, H) that the weight gradients of W_ih and b_ih are made of; ``dah`` names
+    another work array for those of W_hh and b_hh (the GRU's; then S = 2), else the same one
+    serves (S = 1).
     """
     resets = cache["resets"]
     T, B = resets.shape
-    dt, p, g = cell.dtype, cell.params, cell.grads
-    H, GH, D = cell.hidden_size, p["weight_hh"].shape[0], cell.input_size
+    dt, p, g, G = cell.dtype, cell.params, cell.grads, cell.gates
+    H, D = cell.hidden_size, cell.input_size
+    GH = G * H
     dstate = state_gradient(cell, dstate, B)
     h_prev = kernel_array(cache["h_prev"], dt)
     norms = norm_record(ctx, len(dstate), T, B, dt)
     fired = np.zeros((T, B), dtype=bool)
-    sums = buffer(cell, "sums", (B, 1 if dah is None else 2, GH), np.float64)
+    sums = buffer(cell, "sums", (1 if dah is None else 2, G, B, H), np.float64)
     ph = buffer(cell, "ph", packed_shape(T * B, H, dt), dt)
-    p_ih = packed(cell, "p_ih_b", p["weight_ih"], False)
+    p_ih = gate_panels(cell, "p_ih_b", p["weight_ih"], G, False)
     folded = "tokens" in cache
     if folded:
         emb = cache["embedding"]
         x = dx = np.zeros((0, B, D), dt)
         px = packed(cell, "px", kernel_array(emb.params["weight"], dt), False)
         tokens = kernel_array(cache["tokens"], np.int64).reshape(-1)
-        d_table = buffer(cell, "d_table", padded((px.shape[1], GH), dt), dt)
+        d_table = buffer(cell, "d_table", (G, px.shape[1], H), dt)
     else:
         x = kernel_array(cache["x"], dt)
         dx = buffer(cell, "dx", x.shape, dt)
         px = buffer(cell, "px", packed_shape(T * B, D, dt), dt)
-        tokens, d_table = np.zeros(0, np.int64), np.zeros((0, 0), dt)
-    arrays = {name: buffer(cell, name, padded(shape, dt), dt) for name, shape in work}
+        tokens, d_table = np.zeros(0, np.int64), np.zeros((0, 0, 0), dt)
+    arrays = {name: buffer(cell, name, shape, dt) for name, shape in work}
     _parallel.run(kernel, B,
                   (output_gradient(cell, dy, T, B), x, h_prev,
-                   packed(cell, "p_hh_b", p["weight_hh"], False), p_ih,
+                   gate_panels(cell, "p_hh_b", p["weight_hh"], G, False), p_ih,
                    kernel_array(resets, bool), clip_value(ctx, dt), norms, fired, sums, dx, px,
                    ph, *extra, *(kernel_array(cache[k], dt) for k in cached), *dstate,
                    *arrays.values()),
                   work=T * B * GH * (D + H))
-    bias = sums.sum(axis=0)
+    bias = sums.sum(axis=2).reshape(sums.shape[0], GH)
     g["bias_ih"] += bias[0].astype(dt)
     g["bias_hh"] += bias[-1].astype(dt)
-    da = arrays[work[0][0]].reshape(T * B, -1)
-    da_h = da if dah is None else arrays[dah].reshape(T * B, -1)
+    da = arrays[work[0][0]].reshape(G, T * B, H)
+    da_h = da if dah is None else arrays[dah].reshape(G, T * B, H)
     _parallel.run(weight_gradients, GH,
-                  (da, da_h, px, ph, D, H, tokens, d_table, g["weight_ih"], g["weight_hh"]),
+                  (da, da_h, px, ph, D, tokens, d_table, g["weight_ih"], g["weight_hh"]),
                   work=T * B * GH * (H + (0 if folded else D)))
     if folded:
-        V = d_table.shape[0]
+        V = d_table.shape[1]
         _parallel.run(embedding_gradients, V,
                       (d_table, p_ih, px, D, g["weight_ih"], emb.grads["weight"]),
                       work=2 * V * GH * D)
@@ -167,41 +255,57 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
 
 
 @njit
-def weight_gradients(da, da_h, px, ph, D, H, tokens, d_table, g_w_ih, g_w_hh, lo, hi):
-    """Rows lo..hi of the weight gradients, from all T*B positions at once:
-    dW_hh += da_h^T h_prev and dW_ih += da^T x. da, da_h (T*B, G*H); px, ph the panels of
-    x (T*B, D) and h_prev (T*B, H). With an embedding folded in (tokens (T*B,) not empty)
-    dW_ih is left to :func:`embedding_gradients`; instead the rows of d_table (V, G*H) for
-    the matching share of the tokens are set to the sums of the rows of da by token."""
-    gemm(da_h, True, ph, H, g_w_hh, lo, hi, True)
+def weight_gradients(da, da_h, px, ph, D, tokens, d_table, g_w_ih, g_w_hh, lo, hi):
+    """Rows lo..hi of the weight gradients, from all T*B positions at once: for each gate k,
+    dW_hh[k block] += da_h[k]^T h_prev and dW_ih[k block] += da[k]^T x. da, da_h (G, T*B, H);
+    px, ph the panels of x (T*B, D) and h_prev (T*B, H). With an embedding folded in (tokens
+    (T*B,) not empty) dW_ih is left to :func:`embedding_gradients`; instead the rows of
+    d_table (G, V, H) for the matching share of the tokens are set to the sums of da by
+    token."""
+    G, N, H = da.shape
+    for k in range(G):
+        a, b = max(lo, k * H), min(hi, (k + 1) * H)
+        if a < b:
+            gemm(da_h[k], True, ph, H, g_w_hh[k * H:(k + 1) * H], a - k * H, b - k * H, True)
+            if tokens.shape[0] == 0:
+                gemm(da[k], True, px, D, g_w_ih[k * H:(k + 1) * H], a - k * H, b - k * H,
+                     True)
     if tokens.shape[0] == 0:
-        gemm(da, True, px, D, g_w_ih, lo, hi, True)
         return
-    V, G = d_table.shape[0], g_w_hh.shape[0]
-    v0, v1 = lo * V // G, hi * V // G
-    for v in range(v0, v1):
-        d_table[v, :G] = 0
-    for n in range(tokens.shape[0]):
+    V = d_table.shape[1]
+    v0, v1 = lo * V // (G * H), hi * V // (G * H)
+    for k in range(G):
+        for v in range(v0, v1):
+            d_table[k, v] = 0
+    for n in range(N):
         v = tokens[n]
         if v0 <= v < v1:
-            src, dst = da[n, :G], d_table[v, :G]
-            for j in range(G):
-                dst[j] += src[j]
+            for k in range(G):
+                src, dst = da[k, n], d_table[k, v]
+                for j in range(H):
+                    dst[j] += src[j]
 
 
 @njit
 def embedding_gradients(d_table, p_ih, p_emb, D, g_w_ih, g_emb, lo, hi):
-    """With an embedding folded in: rows lo..hi of d embedding.weight += d_table @ W_ih and the
-    matching share of the rows of dW_ih += d_table^T embedding.weight. d_table (V, G*H);
-    p_ih, p_emb the panels of W_ih (G*H, D) and of embedding.weight (V, D)."""
-    V, G = d_table.shape[0], g_w_ih.shape[0]
-    gemm(d_table, False, p_ih, D, g_emb, lo, hi, True)
-    gemm(d_table, True, p_emb, D, g_w_ih, lo * G // V, hi * G // V, True)
+    """With an embedding folded in: rows lo..hi of d embedding.weight += sum over gates k of
+    d_table[k] @ W_ih[k block], and the matching share of the rows of
+    dW_ih[k block] += d_table[k]^T embedding.weight. d_table (G, V, H); p_ih the gate panels
+    of W_ih (for d @ W); p_emb the panels of embedding.weight (V, D)."""
+    G, V, H = d_table.shape
+    for k in range(G):
+        gemm(d_table[k], False, p_ih[k], D, g_emb, lo, hi, True)
+    r0, r1 = lo * G * H // V, hi * G * H // V
+    for k in range(G):
+        a, b = max(r0, k * H), min(r1, (k + 1) * H)
+        if a < b:
+            gemm(d_table[k], True, p_emb, D, g_w_ih[k * H:(k + 1) * H], a - k * H, b - k * H,
+                 True)
 
 
 @njit
-def add_row(acc, d):
-    """acc += d (1-D; acc float64, d the kernel's dtype; acc may be shorter)."""
+def add_rows(acc, d):
+    """acc += d (1-D views of one length; acc float64, d the kernel's dtype)."""
     for j in range(acc.shape[0]):
         acc[j] += d[j]
 
@@ -216,37 +320,6 @@ def column_sums(a, lo, hi, out):
             acc[j] += row[j]
     for j in range(hi - lo):
         out[lo + j] += acc[j]
-
-
-@njit
-def input_projection(x, tokens, table, p_ih, out, lo, hi):
-    """out[t, lo:hi] = x[t, lo:hi] @ W_ih^T for every t (p_ih the panels of W_ih^T) or, with
-    an embedding folded in (tokens (T, B) not empty), the rows table[tokens[t, b]] of
-    table = embedding.weight @ W_ih^T: the same numbers, as the product of an embedded token
-    is its table row."""
-    if tokens.shape[0] == 0:
-        steps_product(x, p_ih, out, lo, hi)
-        return
-    G = table.shape[1]
-    for t in range(out.shape[0]):
-        for b in range(lo, hi):
-            src, dst = table[tokens[t, b]], out[t, b]
-            for j in range(G):
-                dst[j] = src[j]
-
-
-@njit
-def steps_product(a, p, out, lo, hi):
-    """out[t, lo:hi] = a[t, lo:hi] @ M for every t: a (T, B, K), out (T, B, N), p the panels
-    of M (K, N) (the input projection, and dx); one product over all T*B rows when lo..hi is
-    every stream."""
-    T, B, K = a.shape
-    N = out.shape[2]
-    if lo == 0 and hi == B:
-        gemm(a.reshape(T * B, K), False, p, N, out.reshape(T * B, N), 0, T * B, False)
-    else:
-        for t in range(T):
-            gemm(a[t], False, p, N, out[t], lo, hi, False)
 
 
 @njit

@@ -10,8 +10,8 @@ import numpy as np
 from .. import _parallel
 from .._config import njit
 from . import _common
-from ._common import (add_row, clip_inplace, gemm, input_projection, load_state, norm,
-                      pack_steps, reset_rows, steps_product)
+from ._common import (add_rows, clip_inplace, gate_input, gate_product, gemm, load_state,
+                      norm, pack_steps, reset_rows, rows)
 from .fastmath import tanh
 
 TANH, RELU, LINEAR = 0, 1, 2
@@ -19,73 +19,71 @@ ACTIVATIONS = {"tanh": TANH, "relu": RELU, "linear": LINEAR}
 
 
 @njit
-def _forward(x, tokens, table, p_ih, p_hh, bias, h0, resets, act, h_prev, y, lo, hi):
+def _forward(x, tokens, table, p_ih, bias, p_hh, h0, resets, act, h_prev, y, lo, hi):
     """Streams lo..hi. x (T, B, D) or, with an embedding folded in, tokens (T, B) and table
-    (see _common.input_projection); p_ih, p_hh the panels of W_ih^T (D, H) and W_hh^T (H, H);
-    bias (H,) = b_ih + b_hh; h0 (B, H); resets (T, B); fills h_prev (T, B, H) with the state
-    entering each step and y (T, B, H) with the outputs."""
+    (see _common.gate_input); p_ih, p_hh the (one-gate) panels of W_ih^T and W_hh^T; bias
+    (H,) = b_ih + b_hh (empty with a table); h0 (B, H); resets (T, B); fills h_prev (T, B, H)
+    with the state entering each step and y (T, B, H) with the outputs."""
     T, B, H = y.shape
     zero = y.dtype.type(0)
-    input_projection(x, tokens, table, p_ih, y, lo, hi)
+    gate_input(x, tokens, table, p_ih, bias, y.reshape(T, 1, B, H), lo, hi)
     for t in range(T):
         hp, yt = h_prev[t], y[t]
         load_state(hp, h0 if t == 0 else y[t - 1], resets[t], lo, hi)
-        gemm(hp, False, p_hh, H, yt, lo, hi, True)
-        for b in range(lo, hi):
-            yb = yt[b]
-            if act == RELU:
-                for j in range(H):
-                    a = yb[j] + bias[j]
-                    yb[j] = zero if a < zero else a  # keeps NaN, like np.maximum
-            elif act == LINEAR:
-                for j in range(H):
-                    yb[j] += bias[j]
-            else:
-                for j in range(H):
-                    yb[j] = tanh(yb[j] + bias[j])
+        gemm(hp, False, p_hh[0], H, yt, lo, hi, True)
+        yb = rows(yt, lo, hi)   # all of this thread's streams at once
+        if act == RELU:
+            for j in range(yb.shape[0]):
+                a = yb[j]
+                yb[j] = zero if a < zero else a  # keeps NaN, like np.maximum
+        elif act == TANH:
+            for j in range(yb.shape[0]):
+                yb[j] = tanh(yb[j])
 
 
 @njit
 def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, px, ph, act, h,
               dh, da, lo, hi):
     """Streams lo..hi. dy (T, B, H), or (0, B, H) for zeros; x, h_prev, h (the outputs) from
-    the cache; p_hh, p_ih the panels of W_hh (H, H) and W_ih (H, D); dh (B, H) the final-state
-    gradient on entry, the initial-state gradient on exit; fills da (T, B, H) with the
-    pre-activation gradients, dx (T, B, D), and px, ph with the panels of x and h_prev;
-    norms (1, T, B) receives ||dL/dh_t|| per stream, or is (1, 0, B) for no recording;
-    fired[t, lo] is set where the state clip changed a value at step t; sums[b, 0] (float64)
-    receives the sum of da[:, b] over time. da may have padded rows (more than H columns)."""
+    the cache; p_hh, p_ih the (one-gate) panels of W_hh and W_ih (for d @ W); dh (B, H) the
+    final-state gradient on entry, the initial-state gradient on exit; fills da (1, T, B, H)
+    with the pre-activation gradients, dx (T, B, D), and px, ph with the panels of x and
+    h_prev; norms (1, T, B) receives ||dL/dh_t|| per stream, or is (1, 0, B) for no
+    recording; fired[t, lo] is set where the state clip changed a value at step t; sums[0, 0]
+    (B, H) float64 receives the sum of da over time."""
     T, B, H = h.shape
     one, zero = h.dtype.type(1), h.dtype.type(0)
     has_dy = dy.shape[0] != 0
     rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
-    sums[lo:hi] = 0
+    acc = rows(sums[0, 0], lo, hi)
+    acc[:] = 0
+    dhb = rows(dh, lo, hi)
     for t in range(T - 1, -1, -1):
-        for b in range(lo, hi):
-            d, hb, dhb = da[t, b], h[t, b], dh[b]
-            if has_dy:
-                dyb = dy[t, b]
-                for j in range(H):
-                    dhb[j] += dyb[j]
-            if rec:
-                norms[0, t, b] = norm(dhb)
-            if act == RELU:
-                for j in range(H):
-                    d[j] = dhb[j] * (one if hb[j] > zero else zero)
-            elif act == LINEAR:
-                for j in range(H):
-                    d[j] = dhb[j]
-            else:
-                for j in range(H):
-                    d[j] = dhb[j] * (one - hb[j] * hb[j])
-            add_row(sums[b, 0], d)
-        gemm(da[t], False, p_hh, H, dh, lo, hi, False)
+        d, hb = rows(da[0, t], lo, hi), rows(h[t], lo, hi)
+        if has_dy:
+            dyb = rows(dy[t], lo, hi)
+            for j in range(dhb.shape[0]):
+                dhb[j] += dyb[j]
+        if rec:
+            for b in range(lo, hi):
+                norms[0, t, b] = norm(dh[b])
+        if act == RELU:
+            for j in range(d.shape[0]):
+                d[j] = dhb[j] * (one if hb[j] > zero else zero)
+        elif act == LINEAR:
+            for j in range(d.shape[0]):
+                d[j] = dhb[j]
+        else:
+            for j in range(d.shape[0]):
+                d[j] = dhb[j] * (one - hb[j] * hb[j])
+        add_rows(acc, d)
+        gemm(da[0, t], False, p_hh[0], H, dh, lo, hi, False)
         reset_rows(dh, resets[t], lo, hi)
         if do_clip and clip_inplace(dh, clip, lo, hi):
             fired[t, lo] = True
     if dx.shape[0] != 0:   # (no rows: an embedding folded in, see _common.run_backward)
-        steps_product(da, p_ih, dx, lo, hi)
+        gate_product(da, p_ih, dx, False, lo, hi)
         pack_steps(x.reshape(T * B, x.shape[2]), px, T, B, lo, hi)
     pack_steps(h_prev.reshape(T * B, H), ph, T, B, lo, hi)
 
@@ -93,16 +91,14 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
 def forward(cell, x, state, resets, fold=None):
     p, dt = cell.params, cell.dtype
     T, B = resets.shape
-    D = cell.input_size
-    H = cell.hidden_size
+    D, H = cell.input_size, cell.hidden_size
     h_prev, y = (_common.buffer(cell, k, (T, B, H), dt) for k in ("h_prev", "y"))
     act = ACTIVATIONS[cell.nonlinearity]
     h0 = _common.kernel_array(state[0], dt)
     _parallel.run(_forward, B,
-                  (*_common.input_arrays(cell, x, fold, T, B),
-                   _common.packed(cell, "p_hh", p["weight_hh"], True),
-                   p["bias_ih"] + p["bias_hh"], h0, _common.kernel_array(resets, bool), act,
-                   h_prev, y),
+                  (*_common.input_arrays(cell, x, fold, p["bias_ih"] + p["bias_hh"], T, B),
+                   _common.gate_panels(cell, "p_hh", p["weight_hh"], 1, True), h0,
+                   _common.kernel_array(resets, bool), act, h_prev, y),
                   work=T * B * (D + H) * H)
     final = y[T - 1].copy() if T else h0.copy()
     cache = {**_common.input_cache(x, fold), "h_prev": h_prev, "h": y, "resets": resets}
@@ -112,5 +108,5 @@ def forward(cell, x, state, resets, fold=None):
 def backward(cell, dy, dstate, cache, ctx=None):
     T, B = cache["resets"].shape
     return _common.run_backward(cell, _backward, dy, dstate, cache, ctx, ("h",),
-                                [("da", (T, B, cell.hidden_size))],
+                                [("da", (1, T, B, cell.hidden_size))],
                                 (ACTIVATIONS[cell.nonlinearity],))

@@ -53,6 +53,7 @@ def vector_bytes(features=None):
 
 VBYTES = vector_bytes()
 MR = 6                                  # rows of the register block
+PREFETCH = 8                            # k steps ahead that A is prefetched
 NV = 4 if VBYTES == 64 else 2           # vectors per row of the register block
 
 
@@ -115,6 +116,10 @@ def make_microkernel(mr, nv, vbytes=VBYTES):
             fmuladd = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vty, [vty] * 3),
                 "llvm.fmuladd.v%d%s" % (L, "f32" if A.dtype == types.float32 else "f64"))
+            i8p = ir.IntType(8).as_pointer()
+            prefetch = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                "llvm.prefetch.p0i8")
             splat = ir.Constant(ir.VectorType(i32, L), [0] * L)
             undef = ir.Constant(vty, None)
             with cgutils.for_range(builder, K) as loop:
@@ -124,6 +129,11 @@ def make_microkernel(mr, nv, vbytes=VBYTES):
                                                   vty.as_pointer()), align=1)
                      for v in range(nv)]
                 ka = builder.mul(k, a_ks)
+                # A of a later k into cache: op(A) = A^T reads a new line at every k
+                pf_addr = builder.gep(a_rows[0], [builder.add(ka, builder.mul(const(PREFETCH),
+                                                                              a_ks))])
+                builder.call(prefetch, [builder.bitcast(pf_addr, i8p), ir.Constant(i32, 0),
+                                        ir.Constant(i32, 3), ir.Constant(i32, 1)])
                 for i in range(mr):
                     s = builder.load(builder.gep(a_rows[i], [ka]))
                     b = builder.shuffle_vector(
