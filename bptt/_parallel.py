@@ -10,17 +10,19 @@ The batch streams of a recurrent layer are independent, so a whole time loop spl
 with no synchronisation per step: each thread runs all T steps for its own streams.
 
 ``set_num_threads(n)`` (also ``BPTT_NUM_THREADS``) sets how many threads run; by default, as
-many as this process may use cores. Calls too small to gain from more threads (under
-``MIN_WORK`` multiply-adds per thread) run on the calling thread alone. If the pool is busy
-(another thread of the program is using it, or a kernel called from a worker), a call runs
-serially instead of waiting.
+many as this process may use cores. Calls too small to gain from more threads run on the
+calling thread alone: handing a range to a worker and getting it back costs about 25 us (a
+thread wake-up through the GIL), what some 1.2 million multiply-adds take, so a call is split
+only into parts of at least ``MIN_WORK`` multiply-adds (callers state the work of other
+kernels in multiply-add equivalents). If the pool is busy (another thread of the program is
+using it, or a kernel called from a worker), a call runs serially instead of waiting.
 """
 
 import os
 import queue
 import threading
 
-MIN_WORK = 200_000   # multiply-adds below which a thread costs more than it saves
+MIN_WORK = 1_200_000   # multiply-adds per part below which a thread costs more than it saves
 
 
 def _available_cores():
@@ -110,6 +112,8 @@ def threads_for(n, work):
 def run(kernel, n, args, work):
     """``kernel(*args, lo, hi)`` over contiguous ranges of [0, n), in parallel when ``work``
     (multiply-adds in all) makes it worth it. Returns the results in range order."""
+    if work < 2 * MIN_WORK or _num_threads == 1 or n < 2:
+        return [kernel(*args, 0, n)]
     parts = threads_for(n, work)
     if parts == 1 or not _lock.acquire(blocking=False):
         return [kernel(*args, 0, n)]

@@ -66,7 +66,7 @@ def float_sequence(name, x, dtype, ndim=3, last=None):
 def token_sequence(name, x, vocab_size):
     """Integer tokens (T, B) in [0, vocab_size), as a C-contiguous int64 array."""
     a = np.asarray(x)
-    if not np.issubdtype(a.dtype, np.integer):
+    if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integer tokens, got dtype {a.dtype}")
     if a.ndim != 2:
         raise ValueError(f"{name} must be time-major (T, B), got shape {a.shape}")

@@ -205,7 +205,7 @@ class Module:
             if s.shape != w.shape:
                 raise ValueError(f"{self!r}: expected state[{i}] of shape {w.shape}, "
                                  f"got {s.shape}")
-            if not np.issubdtype(s.dtype, np.floating):
+            if s.dtype.kind != "f":
                 raise TypeError(f"{self!r}: state[{i}] must be floating, got {s.dtype}")
             out.append(np.ascontiguousarray(s, dtype=self._dtype))
         return tuple(out)

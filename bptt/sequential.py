@@ -166,7 +166,7 @@ class Sequential(Module):
         """Validate the model input at the boundary (shape, dtype, range, finiteness)."""
         if self.takes_tokens:
             x = np.asarray(x)
-            if not np.issubdtype(x.dtype, np.integer):
+            if x.dtype.kind not in "iu":
                 raise TypeError(f"the model starts with {self.parts[0]!r} and takes integer "
                                 f"tokens (T, B), got dtype {x.dtype}")
             return token_sequence("tokens", x, self.parts[0].num_embeddings)

@@ -36,6 +36,7 @@ import numpy as np
 from ._validate import bool_mask, choice, positive_int, weight_mask
 from .clip import ClipGlobalNorm, as_clip_list, global_norm
 from .errors import NonFiniteError
+from .losses import Loss
 from .module import BackwardContext, cache_length, slice_cache
 from .value_and_grad import check_model
 
@@ -153,7 +154,8 @@ class TBPTT:
     # -- stream state ---------------------------------------------------------------------
     def reset_state(self):
         """Start a new stream: zero state, no kept history, position 0."""
-        self.state = None
+        self.state = self._own_state = None
+        self._own_batch = None
         self.position = 0
         self._history = []
 
@@ -277,7 +279,9 @@ class TBPTT:
         x, y, weights, resets = self._check_inputs(x, y, weights, resets)
         if not getattr(self.model, "supports_truncation", True):
             self.reset_state()  # whole sequences: nothing carries over between calls
-        if self.state is not None:   # a state carried from an earlier call must fit this batch
+        if self.state is not None and not (self.state is self._own_state
+                                           and x.shape[1] == self._own_batch):
+            # a state set from outside, or carried into a batch of another size, must fit it
             self.state = self.model.check_state(self.state, x.shape[1])
         self.model.train(True)
         T, B = x.shape[0], x.shape[1]
@@ -324,8 +328,7 @@ class TBPTT:
             pending_sum = {k: g.copy() for k, g in self._grads.items()}
         try:
             out, new_state, cache = self._forward(x, self.state, resets)
-            value, dout = self.loss(out, y, weights)
-            weight = self._loss_weight(out, y, weights)
+            value, dout, weight = self._loss_value(out, y, weights)
             if self._pending == 0 or pending_sum is not None:
                 model.zero_grad()
             ctx = BackwardContext(None if self.state_clip is None else self.state_clip.value,
@@ -369,7 +372,8 @@ class TBPTT:
             self._history = []
             return result
 
-        self.state = new_state
+        self.state = self._own_state = new_state
+        self._own_batch = x.shape[1]
         self.position = start + n
         self._remember(_Segment(cache, start, n, x, resets, state_in, saved[3]))
         self._pending += 1
@@ -508,6 +512,19 @@ class TBPTT:
     def _all_clips(self):
         return ([self.state_clip] if self.state_clip is not None else []) + self.clips
 
+
+    def _loss_value(self, out, y, weights):
+        """(the chunk's loss, its gradient, :meth:`_loss_weight`) for inputs already checked."""
+        loss = self.loss
+        checked = getattr(loss, "_checked_value_grad_and_weight", None)
+        cls = type(loss)
+        if checked is None or any(getattr(cls, m) is not getattr(Loss, m)
+                                  for m in ("__call__", "value_grad_and_weight")):
+            # a loss of its own, or one that changes how it is called: call it as it is
+            value, dout = loss(out, y, weights)
+            return value, dout, self._loss_weight(out, y, weights)
+        value, dout, total = checked(out, y, weights)
+        return value, dout, (total if loss.reduction == "mean" else 1.0)
 
     def _loss_weight(self, out, y, weights):
         """What the chunk's mean loss divides by (1 for a summed loss): the weight that

@@ -29,16 +29,24 @@ from .._config import njit
 from .gemm import gemm, pack, pack_range, packed_shape
 
 
+PACK_WORK = 25   # multiply-add equivalents of packing one element (for bptt._parallel.run)
+
+
 def buffer(owner, name, shape, dtype):
     """A work array of ``owner`` (a part) for ``name``, reused from the previous call when
     nothing else holds that array any more (not the caller, not a cache, not a view), else a
     fresh one. Large fresh arrays cost page faults on first touch (about 2 ms per forward of a
     mid-sized LSTM); a cache that a TBPTT window or the user still keeps is never overwritten,
     because it is still referenced."""
-    pool = owner.__dict__.setdefault("_buffers", {})
+    try:
+        pool = owner.__dict__["_buffers"]
+    except KeyError:
+        pool = owner.__dict__["_buffers"] = {}
     a = pool.get(name)
     # references: the pool's, the local name's, getrefcount's argument
-    if a is None or a.shape != shape or a.dtype != dtype or sys.getrefcount(a) > 3:
+    if a is None or a.shape != shape or a.dtype is not dtype or sys.getrefcount(a) > 3:
+        if a is not None and a.shape == shape and a.dtype == dtype and sys.getrefcount(a) <= 3:
+            return a   # the same dtype named another way (np.float32 for float32)
         a = pool[name] = np.empty(shape, dtype=dtype)
     return a
 
@@ -56,7 +64,7 @@ def packed(owner, name, m, trans):
     ``trans``, in a work array of ``owner``."""
     K, N = (m.shape[1], m.shape[0]) if trans else m.shape
     p = buffer(owner, name, packed_shape(K, N, m.dtype), m.dtype)
-    _parallel.run(pack, p.shape[0], (m, trans, p), work=m.size // 4)
+    _parallel.run(pack, p.shape[0], (m, trans, p), work=m.size * PACK_WORK)
     return p
 
 
@@ -67,7 +75,7 @@ def gate_panels(owner, name, w, G, trans):
     H, K = w.shape[0] // G, w.shape[1]
     shape = (G,) + (packed_shape(K, H, w.dtype) if trans else packed_shape(H, K, w.dtype))
     p = buffer(owner, name, shape, w.dtype)
-    _parallel.run(pack_gates, G * shape[1], (w, trans, p), work=w.size // 4)
+    _parallel.run(pack_gates, G * shape[1], (w, trans, p), work=w.size * PACK_WORK)
     return p
 
 

@@ -59,7 +59,7 @@ NV = 4 if VBYTES == 64 else 2           # vectors per row of the register block
 
 def lanes(dtype, vbytes=VBYTES):
     """L: elements of ``dtype`` per SIMD vector."""
-    return vbytes // np.dtype(dtype).itemsize
+    return vbytes // (dtype.itemsize if isinstance(dtype, np.dtype) else np.dtype(dtype).itemsize)
 
 
 def make_microkernel(mr, nv, vbytes=VBYTES):
