@@ -97,7 +97,14 @@ CACHE = True
 
 
 def njit(*args, **kwargs):
-    """``numba.njit`` with the project's flags: cached, NaN/Inf-preserving fastmath."""
+    """``numba.njit`` with the project's flags: cached, NaN/Inf-preserving fastmath, no
+    numba runtime (NRT).
+
+    Without NRT a kernel cannot allocate, and the views it makes carry no reference count:
+    with it, every view of an argument made in a thread's time loop increments and decrements
+    a counter shared with the other threads, and that one cache line bouncing between cores
+    made two threads slower than one on small batches."""
+    kwargs.setdefault("_nrt", False)
     kwargs.setdefault("cache", CACHE)
     kwargs.setdefault("fastmath", FASTMATH)
     kwargs.setdefault("nogil", True)
@@ -105,3 +112,10 @@ def njit(*args, **kwargs):
     # guard reports, and which lets loops with a division be vectorised
     kwargs.setdefault("error_model", "numpy")
     return numba.njit(*args, **kwargs)
+
+
+def njit_reduction(*args, **kwargs):
+    """:func:`njit` for sums and maxima: with ``reassoc`` too, so that LLVM vectorises them
+    (kept out of the other kernels, where it would regroup fastmath's approximations)."""
+    kwargs.setdefault("fastmath", FASTMATH | {"reassoc"})
+    return njit(*args, **kwargs)

@@ -86,7 +86,8 @@ class Dense(Module):
         scratch = buffer(self, "scratch", (n_in, n_out) if transposed else (0, 0), dt)
         _parallel.run(_kernels.dense_weight_grad, n_in if transposed else n_out,
                       (dy2, x2, p_m, transposed, g["weight"], g.get("bias", g["weight"][0]),
-                       self.bias, scratch), work=work)
+                       self.bias, scratch, buffer(self, "sums", (n_out,), np.dtype(np.float64))),
+                      work=work)
         return dx, ()
 
     def get_config(self):

@@ -68,20 +68,38 @@ def packed(owner, name, m, trans):
     return p
 
 
-def gate_panels(owner, name, w, G, trans):
-    """The panels of each of the G gate blocks w[k*H:(k+1)*H] of a weight w (G*H, K): of the
-    block transposed (K, H) if ``trans`` (for x @ W^T), else of the block (H, K) (for
-    d @ W). Shape (G, ceil(N / L), K', L)."""
-    H, K = w.shape[0] // G, w.shape[1]
-    shape = (G,) + (packed_shape(K, H, w.dtype) if trans else packed_shape(H, K, w.dtype))
-    p = buffer(owner, name, shape, w.dtype)
-    _parallel.run(pack_gates, G * shape[1], (w, trans, p), work=w.size * PACK_WORK)
-    return p
+def weight_panels(cell, trans):
+    """(p_ih, p_hh): the panels of each gate block w[k*H:(k+1)*H] of W_ih and W_hh (G*H, K),
+    packed in one parallel call: of the block transposed (K, H) if ``trans`` (for x @ W^T),
+    else of the block (H, K) (for d @ W). Each of shape (G, ceil(N / L), K', L)."""
+    p, G, dt = cell.params, cell.gates, cell.dtype
+    out = []
+    for name in ("weight_ih", "weight_hh"):
+        w = p[name]
+        H, K = w.shape[0] // G, w.shape[1]
+        shape = (G,) + (packed_shape(K, H, dt) if trans else packed_shape(H, K, dt))
+        out.append(buffer(cell, ("p_" if trans else "pb_") + name, shape, dt))
+    w_ih, w_hh = p["weight_ih"], p["weight_hh"]
+    n_ih = G * out[0].shape[1]
+    _parallel.run(pack_gates_two, n_ih + G * out[1].shape[1], (w_ih, w_hh, trans, *out, n_ih),
+                  work=(w_ih.size + w_hh.size) * PACK_WORK)
+    return tuple(out)
+
+
+@njit
+def pack_gates_two(w1, w2, trans, p1, p2, n1, lo, hi):
+    """Sub-panels lo..hi of the gate panels p1 of w1 followed by those p2 of w2 (n1 in p1)."""
+    a, b = min(lo, n1), min(hi, n1)
+    if a < b:
+        pack_gates(w1, trans, p1, a, b)
+    a, b = max(lo, n1), max(hi, n1)
+    if a < b:
+        pack_gates(w2, trans, p2, a - n1, b - n1)
 
 
 @njit
 def pack_gates(w, trans, p, lo, hi):
-    """Sub-panels lo..hi (counted over all gates, gate-major) of :func:`gate_panels`."""
+    """Sub-panels lo..hi (counted over all gates, gate-major) of the gate panels p of w."""
     G, nsub = p.shape[0], p.shape[1]
     H = w.shape[0] // G
     for i in range(lo, hi):
@@ -105,14 +123,13 @@ def norm_record(ctx, n_states, T, B, dtype):
 NO_TOKENS = np.zeros((0, 0), dtype=np.int64)
 
 
-def input_arrays(cell, x, fold, bias, T, B):
+def input_arrays(cell, x, fold, bias, p_ih, T, B):
     """``(x, tokens, table, p_ih, bias)`` for a forward kernel (see :func:`gate_input`): the
-    input, and the gate panels of W_ih^T; or, with ``fold = (tokens, embedding)``, an empty x,
-    the tokens and the table (G, V, H) = embedding.weight @ W_ih^T + bias, whose rows replace
-    the input projection of each token (then bias is returned empty: it is in the table).
-    ``bias`` (G*H,) is what the input projection adds."""
-    p, dt, G = cell.params, cell.dtype, cell.gates
-    p_ih = gate_panels(cell, "p_ih", p["weight_ih"], G, True)
+    input and the gate panels p_ih of W_ih^T; or, with ``fold = (tokens, embedding)``, an empty
+    x, the tokens and the table (G, V, H) = embedding.weight @ W_ih^T + bias, whose rows
+    replace the input projection of each token (then bias is returned empty: it is in the
+    table). ``bias`` (G*H,) is what the input projection adds."""
+    dt, G = cell.dtype, cell.gates
     if fold is None:
         return x, NO_TOKENS, np.zeros((0, 0, 0), dt), p_ih, bias
     tokens, emb = fold
@@ -168,7 +185,7 @@ def gate_input(x, tokens, table, p_ih, bias, gates, lo, hi):
                     row[j] += bk[j]
 
 
-@njit
+@njit(inline="always")   # a view returned from a call needs numba's runtime (see _config)
 def rows(a2, lo, hi):
     """The rows lo..hi of a 2-D C array as one flat 1-D view."""
     n = a2.shape[1]
@@ -221,7 +238,7 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     fired = np.zeros((T, B), dtype=bool)
     sums = buffer(cell, "sums", (1 if dah is None else 2, G, B, H), np.float64)
     ph = buffer(cell, "ph", packed_shape(T * B, H, dt), dt)
-    p_ih = gate_panels(cell, "p_ih_b", p["weight_ih"], G, False)
+    p_ih, p_hh = weight_panels(cell, False)
     folded = "tokens" in cache
     if folded:
         emb = cache["embedding"]
@@ -237,7 +254,7 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     arrays = {name: buffer(cell, name, shape, dt) for name, shape in work}
     _parallel.run(kernel, B,
                   (output_gradient(cell, dy, T, B), x, h_prev,
-                   gate_panels(cell, "p_hh_b", p["weight_hh"], G, False), p_ih,
+                   p_hh, p_ih,
                    kernel_array(resets, bool), clip_value(ctx, dt), norms, fired, sums, dx, px,
                    ph, *extra, *(kernel_array(cache[k], dt) for k in cached), *dstate,
                    *arrays.values()),
@@ -319,9 +336,11 @@ def add_rows(acc, d):
 
 
 @njit
-def column_sums(a, lo, hi, out):
-    """out[lo:hi] += the sums of columns lo..hi of a (N, G), accumulated in float64."""
-    acc = np.zeros(hi - lo)
+def column_sums(a, lo, hi, out, acc):
+    """out[lo:hi] += the sums of columns lo..hi of a (N, G), accumulated in float64 in
+    acc[lo:hi] (scratch)."""
+    acc = acc[lo:hi]
+    acc[:] = 0
     for r in range(a.shape[0]):
         row = a[r, lo:hi]
         for j in range(hi - lo):

@@ -95,9 +95,11 @@ def forward(cell, x, state, resets, fold=None):
     h_prev, y = (_common.buffer(cell, k, (T, B, H), dt) for k in ("h_prev", "y"))
     act = ACTIVATIONS[cell.nonlinearity]
     h0 = _common.kernel_array(state[0], dt)
+    p_ih, p_hh = _common.weight_panels(cell, True)
+    bias = p["bias_ih"] + p["bias_hh"]
     _parallel.run(_forward, B,
-                  (*_common.input_arrays(cell, x, fold, p["bias_ih"] + p["bias_hh"], T, B),
-                   _common.gate_panels(cell, "p_hh", p["weight_hh"], 1, True), h0,
+                  (*_common.input_arrays(cell, x, fold, bias, p_ih, T, B),
+                   p_hh, h0,
                    _common.kernel_array(resets, bool), act, h_prev, y),
                   work=T * B * (D + H) * H)
     final = y[T - 1].copy() if T else h0.copy()

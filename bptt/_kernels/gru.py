@@ -124,9 +124,10 @@ def forward(cell, x, state, resets, fold=None):
     h_prev, hn, y = (buf(cell, k, (T, B, H), dt) for k in ("h_prev", "hn", "y"))
     b_ih, b_hh = p["bias_ih"], p["bias_hh"]
     bias = np.concatenate([b_ih[:2 * H] + b_hh[:2 * H], b_ih[2 * H:]])
+    p_ih, p_hh = _common.weight_panels(cell, True)
     _parallel.run(_forward, B,
-                  (*_common.input_arrays(cell, x, fold, bias, T, B),
-                   _common.gate_panels(cell, "p_hh", p["weight_hh"], 3, True),
+                  (*_common.input_arrays(cell, x, fold, bias, p_ih, T, B),
+                   p_hh,
                    np.repeat(b_hh[None, 2 * H:], B, axis=0), h0,
                    _common.kernel_array(resets, bool), gates, h_prev, hn, y),
                   work=T * B * (D + H) * 3 * H)

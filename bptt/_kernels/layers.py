@@ -8,7 +8,7 @@ through :mod:`bptt._kernels.gemm`, like the cell kernels.
 
 import numpy as np
 
-from .._config import njit
+from .._config import njit, njit_reduction
 from ._common import column_sums, gemm, pack_range
 from .fastmath import exp
 
@@ -35,11 +35,12 @@ def dense_backward_rows(dy, p_w, dx, m, p_m, lo, hi):
 
 
 @njit
-def dense_weight_grad(dy, x, p_m, transposed, g_w, g_b, has_bias, scratch, lo, hi):
+def dense_weight_grad(dy, x, p_m, transposed, g_w, g_b, has_bias, scratch, sums, lo, hi):
     """Rows lo..hi of the weight gradient dW = dy^T x (N rows summed), added into g_w (out, in):
     directly (p_m the panels of x; rows = out) or, if ``transposed``, as rows lo..hi of
     dW^T = x^T dy (p_m the panels of dy; rows = in) through scratch (in, out). With the bias,
-    db = sum(dy) for the matching share of the out columns."""
+    db = sum(dy) for the matching share of the out columns, summed in float64 in sums
+    (out,)."""
     out_f, in_f = g_w.shape
     if transposed:
         gemm(x, True, p_m, out_f, scratch, lo, hi, False)
@@ -51,7 +52,7 @@ def dense_weight_grad(dy, x, p_m, transposed, g_w, g_b, has_bias, scratch, lo, h
         gemm(dy, True, p_m, in_f, g_w, lo, hi, True)
         rows = out_f
     if has_bias:
-        column_sums(dy, lo * out_f // rows, hi * out_f // rows, g_b)
+        column_sums(dy, lo * out_f // rows, hi * out_f // rows, g_b, sums)
 
 
 @njit
@@ -92,57 +93,32 @@ def softmax_cross_entropy(logits, targets, weights, scale, losses, wloss, grad, 
         g[t] -= row.dtype.type(scale) * w
 
 
-@njit
+@njit_reduction
 def row_max(a):
-    """max of a 1-D array over 8 lanes (a single running maximum would not vectorise); NaN
-    if any element is NaN."""
-    n = a.shape[0]
-    m8 = np.empty(8, dtype=a.dtype)
-    m8[:] = a[0]
+    """max of a 1-D array; NaN if any element is NaN."""
+    m = a[0]
     nan = False
-    for i in range(0, n - n % 8, 8):
-        for k in range(8):
-            v = a[i + k]
-            m8[k] = v if v > m8[k] else m8[k]
-            nan |= v != v
-    m = m8[0]
-    for k in range(1, 8):
-        m = m8[k] if m8[k] > m else m
-    for i in range(n - n % 8, n):
-        m = a[i] if a[i] > m else m
-        nan |= a[i] != a[i]
+    for i in range(a.shape[0]):
+        v = a[i]
+        m = v if v > m else m
+        nan |= v != v
     return a.dtype.type(np.nan) if nan else m
 
 
-@njit
+@njit_reduction
 def row_sum(a):
-    """sum of a 1-D array over 8 lanes, in a's dtype."""
-    n = a.shape[0]
-    s8 = np.zeros(8, dtype=a.dtype)
-    for i in range(0, n - n % 8, 8):
-        for k in range(8):
-            s8[k] += a[i + k]
-    s = s8.sum()
-    for i in range(n - n % 8, n):
+    """sum of a 1-D array, in a's dtype."""
+    s = a.dtype.type(0)
+    for i in range(a.shape[0]):
         s += a[i]
     return s
 
 
-@njit
+@njit_reduction
 def sum_of_squares(a):
-    """sum(a * a) of a 1-D array, accumulated in float64 over 8 lanes (so that it vectorises
-    without reassociating a single running sum)."""
-    acc = np.zeros(8)
-    n = a.shape[0]
-    m = n - n % 8
-    for i in range(0, m, 8):
-        for k in range(8):
-            v = np.float64(a[i + k])
-            acc[k] += v * v
+    """sum(a * a) of a 1-D array, accumulated in float64."""
     total = 0.0
-    for i in range(m, n):
+    for i in range(a.shape[0]):
         v = np.float64(a[i])
         total += v * v
-    for k in range(8):
-        total += acc[k]
     return total

@@ -130,9 +130,11 @@ def forward(cell, x, state, resets, fold=None):
     gates = buf(cell, "gates", (T, 4, B, H), dt)
     h_prev, c_prev, tanh_c, y = (buf(cell, k, (T, B, H), dt)
                                  for k in ("h_prev", "c_prev", "tanh_c", "y"))
+    p_ih, p_hh = _common.weight_panels(cell, True)
+    bias = p["bias_ih"] + p["bias_hh"]
     _parallel.run(_forward, B,
-                  (*_common.input_arrays(cell, x, fold, p["bias_ih"] + p["bias_hh"], T, B),
-                   _common.gate_panels(cell, "p_hh", p["weight_hh"], 4, True), h0, c,
+                  (*_common.input_arrays(cell, x, fold, bias, p_ih, T, B),
+                   p_hh, h0, c,
                    _common.kernel_array(resets, bool), gates, h_prev, c_prev, tanh_c, y),
                   work=T * B * (D + H) * 4 * H)
     final = (y[T - 1].copy() if T else h0.copy(), c)
