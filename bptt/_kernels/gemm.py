@@ -188,6 +188,10 @@ _MK = _kernels_for(VBYTES)
 # numba resolves globals by name: one module-level name per (rows, vectors) variant
 _mk1, _mk2, _mk3, _mk4, _mk5, _mk6 = (_MK[(m, NV)] for m in range(1, 7))
 _mv1, _mv2, _mv3, _mv4, _mv5, _mv6 = (_MK[(m, 1)] for m in range(1, 7))
+# a single row (a matrix-vector product) has one chain of fused multiply-adds per vector: up to
+# WIDE vectors at once keep enough of them in flight (the same sums, so the same numbers)
+WIDE = 2 * NV
+_w1, _w2, _w3, _w4, _w5, _w6, _w7, _w8 = (make_microkernel(1, v) for v in range(1, 9))
 
 
 @njit
@@ -226,9 +230,30 @@ def _block(mr, nv, A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last
             _mv1(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
 
 
+@njit
+def _single_row(nv, A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc):
+    """One row and nv (1..WIDE) vectors."""
+    if nv == 8:
+        _w8(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    elif nv == 7:
+        _w7(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    elif nv == 6:
+        _w6(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    elif nv == 5:
+        _w5(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    elif nv == 4:
+        _w4(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    elif nv == 3:
+        _w3(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    elif nv == 2:
+        _w2(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    else:
+        _w1(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+
+
 ROW_BLOCK = 96   # rows of C per block: their A rows stay in cache while all panels pass
 K_BLOCK = 128   # k steps per pass: a pass's panel rows stay in L1
-K_BLOCK_T = 256
+K_BLOCK_T = 64    # the same for op(A) = A^T, whose k steps each read a new line of A
 
 
 @njit
@@ -251,6 +276,15 @@ def gemm(A, trans, P, N, C, r0, r1, acc):
     lda = A.shape[1]
     a_rs, a_ks = (1, lda) if trans else (lda, 1)
     kb = K_BLOCK_T if trans else K_BLOCK
+    if r1 - r0 == 1:   # a matrix-vector product
+        for k0 in range(0, K, kb):
+            kn = min(kb, K - k0)
+            for g in range(0, nsub, WIDE):
+                nv = min(WIDE, nsub - g)
+                _single_row(nv, A, r0 * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L,
+                            p_vs, C, r0 * c_rs + g * L, c_rs, kn,
+                            min(L, N - (g + nv - 1) * L), acc or k0 > 0)
+        return
     for rb in range(r0, r1, ROW_BLOCK):
         rb1 = min(rb + ROW_BLOCK, r1)
         for k0 in range(0, K, kb):
