@@ -47,6 +47,17 @@ def flops(cell, T, B, H):
     return 3 * 2 * T * B * (E + H) * GATES[cell] * H + 3 * 2 * T * B * H * V
 
 
+def flops_done(cell, T, B, H):
+    """The arithmetic bptt does for the same step: where the V-row table is cheaper
+    (V <= T*B), the Embedding is folded into the cell's input projection (bptt.cells), which
+    replaces the T*B input products (forward, dW_ih and dx: 3 * 2*T*B*E*G*H) by the table and
+    its two gradients (3 * 2*V*E*G*H)."""
+    f = flops(cell, T, B, H)
+    if V <= T * B:
+        f += 3 * 2 * (V - T * B) * E * GATES[cell] * H
+    return f
+
+
 # -- the three implementations of one step ---------------------------------------------------
 def bptt_step_fn(cell, T, B, H, seed=0):
     import bptt
@@ -164,16 +175,18 @@ def run_w1(cells, steps, with_numpy, log):
                 fns["numpy"] = numpy_step_fn(cell, T, B, H)
             n = steps if name != "large" else max(20, steps // 2)
             med = time_interleaved(fns, n)
-            f = flops(cell, T, B, H)
+            f, done = flops(cell, T, B, H), flops_done(cell, T, B, H)
             row = {"workload": name, "cell": cell, "T": T, "B": B, "H": H,
                    "bptt_ms": med["bptt"] * 1e3, "gflops": f / med["bptt"] / 1e9,
-                   "gemm_share": f / med["bptt"] / 1e9 / rate,
+                   "gflops_done": done / med["bptt"] / 1e9,
+                   "gemm_share": done / med["bptt"] / 1e9 / rate,
                    "torch_ms": med["torch"] * 1e3 if "torch" in med else None,
                    "numpy_ms": med["numpy"] * 1e3 if "numpy" in med else None}
             row["ratio"] = row["torch_ms"] / row["bptt_ms"] if row["torch_ms"] else None
             rows.append(row)
             log(f"{name:<6} {cell:<6} bptt {row['bptt_ms']:8.3f} ms  "
-                f"{row['gflops']:6.1f} GFLOP/s ({100 * row['gemm_share']:4.1f}% of GEMM)"
+                f"{row['gflops']:6.1f} GFLOP/s, {row['gflops_done']:6.1f} done "
+                f"({100 * row['gemm_share']:4.1f}% of GEMM)"
                 + (f"  torch {row['torch_ms']:8.3f} ms  ratio {row['ratio']:5.2f}"
                    if row["ratio"] else "")
                 + (f"  numpy {row['numpy_ms']:8.2f} ms" if row["numpy_ms"] else ""))
@@ -337,11 +350,15 @@ def machine():
         versions["torch"] = torch.__version__
     except ImportError:
         pass
+    import bptt
     from bptt._config import blas_core
+    from bptt._kernels.gemm import VBYTES
     return {"cpu": cpu, "cores": os.cpu_count(), "versions": versions,
-            "blas": f"scipy's OpenBLAS, {blas_core()} kernels"
+            "blas": f"GEMM reference: scipy's OpenBLAS, {blas_core()} kernels"
                     + (f" (OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']})"
-                       if "OPENBLAS_CORETYPE" in os.environ else ""),
+                       if "OPENBLAS_CORETYPE" in os.environ else "")
+                    + f"; bptt: its own {8 * VBYTES}-bit micro-kernels, "
+                      f"{bptt.get_num_threads()} threads",
             "date": datetime.date.today().isoformat()}
 
 
@@ -352,19 +369,27 @@ def markdown(res):
     if "w1" in res:
         w1 = res["w1"]
         lines += [f"**W1**, float32, median ms per training step; GEMM rate measured in the same "
-                  f"run: {w1['gemm_gflops']:.0f} GFLOP/s. Ratio = PyTorch time / bptt time "
-                  "(higher is better for bptt); numpy = a per-step Python loop.", "",
+                  f"run: {w1['gemm_gflops']:.0f} GFLOP/s. GFLOP/s = WORKLOADS.md's count over "
+                  "the time; % of GEMM = the arithmetic bptt actually does over the time, as a "
+                  "share of the GEMM rate (bptt folds the Embedding into the cell's input "
+                  "projection: a V-row table instead of T*B input products, so it does less "
+                  "than the count). Ratio = PyTorch time / bptt time (higher is better for "
+                  "bptt); numpy = a per-step Python loop.", "",
                   "| workload | cell | bptt ms | GFLOP/s | % of GEMM | PyTorch ms | ratio | "
                   "target | numpy ms |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
         for r in w1["rows"]:
             tgt = TARGETS[r["workload"]] if r["cell"] in ("elman", "lstm") else None
+            ok = r["ratio"] is not None and tgt is not None and r["ratio"] >= tgt
+            if ok and r["workload"] == "large":
+                ok = r["gemm_share"] >= 0.6   # and at least 60% of the GEMM rate
             met = ("" if tgt is None or r["ratio"] is None else
-                   (" (met)" if r["ratio"] >= tgt else " (missed)"))
+                   (" (met)" if ok else " (missed)"))
             lines.append(
                 f"| {r['workload']} (T {r['T']}, B {r['B']}, H {r['H']}) | {r['cell']} | "
                 f"{r['bptt_ms']:.3f} | {r['gflops']:.1f} | {100 * r['gemm_share']:.0f}% | "
                 + (f"{r['torch_ms']:.3f} | {r['ratio']:.2f} |" if r["ratio"] else "n/a | n/a |")
-                + (f" >= {tgt}{met} |" if tgt else " |")
+                + (f" >= {tgt}{', 60% of GEMM' if r['workload'] == 'large' else ''}{met} |"
+                   if tgt else " |")
                 + (f" {r['numpy_ms']:.2f} |" if r["numpy_ms"] else " |"))
         lines.append("")
     if "w2" in res:
