@@ -109,10 +109,17 @@ def threads_for(n, work):
     return max(1, t)
 
 
+_called = set()   # kernels called once already (their first call compiles or loads them)
+
+
 def run(kernel, n, args, work):
     """``kernel(*args, lo, hi)`` over contiguous ranges of [0, n), in parallel when ``work``
-    (multiply-adds in all) makes it worth it. Returns the results in range order."""
-    if work < 2 * MIN_WORK or _num_threads == 1 or n < 2:
+    (multiply-adds in all) makes it worth it. Returns the results in range order.
+
+    A kernel's first call runs on the calling thread alone: it compiles the kernel or loads it
+    from numba's cache, and threads calling it at once would wait for each other to do so."""
+    if work < 2 * MIN_WORK or _num_threads == 1 or n < 2 or kernel not in _called:
+        _called.add(kernel)
         return [kernel(*args, 0, n)]
     parts = threads_for(n, work)
     if parts == 1 or not _lock.acquire(blocking=False):

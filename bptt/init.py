@@ -9,7 +9,6 @@
 """
 
 import numpy as np
-import scipy.linalg
 
 from ._validate import choice, positive_float
 
@@ -56,6 +55,8 @@ def identity(shape, gain=1.0, dtype=np.float64):
 
 def spectral_radius(w):
     """Largest eigenvalue modulus of a square matrix."""
+    import scipy.linalg   # here: it takes 0.2 s to import
+
     return float(np.max(np.abs(scipy.linalg.eigvals(np.asarray(w, dtype=np.float64)))))
 
 

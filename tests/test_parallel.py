@@ -44,6 +44,10 @@ def test_every_range_runs_once(threads):
             seen.append((tag, lo, hi, threading.get_ident()))
         return hi - lo
 
+    # the first call runs on the caller alone (it compiles, or loads from the cache)
+    assert threads.run(kernel, 9, ("x",), work=10 ** 9) == [9]
+    assert [s[1:3] for s in seen] == [(0, 9)] and seen[0][3] == threading.get_ident()
+    seen.clear()
     assert threads.run(kernel, 9, ("x",), work=10 ** 9) == [5, 4]
     assert sorted(s[1:3] for s in seen) == [(0, 5), (5, 9)]
     assert len({s[3] for s in seen}) == 2   # the caller and one worker
@@ -55,19 +59,28 @@ def test_an_error_in_a_worker_reaches_the_caller_and_the_pool_recovers(threads):
             raise ValueError(f"rows {lo}..{hi}")
         return lo
 
+    assert threads.run(kernel, 10, (), work=10 ** 9) == [0]   # the first call: serial
     with pytest.raises(ValueError, match="rows 5..10"):
         threads.run(kernel, 10, (), work=10 ** 9)
-    assert threads.run(lambda lo, hi: (lo, hi), 4, (), work=10 ** 9) == [(0, 2), (2, 4)]
+    ranges = lambda lo, hi: (lo, hi)  # noqa: E731
+    threads.run(ranges, 4, (), work=10 ** 9)
+    assert threads.run(ranges, 4, (), work=10 ** 9) == [(0, 2), (2, 4)]
 
 
 def test_a_busy_pool_runs_calls_serially(threads):
     inner = []
 
+    def pair(a, b):
+        return (a, b)
+
     def kernel(lo, hi):
         # a parallel call from inside a parallel call: the pool is taken, so it runs here
-        inner.append(threads.run(lambda a, b: (a, b), 6, (), work=10 ** 9))
+        inner.append(threads.run(pair, 6, (), work=10 ** 9))
         return lo
 
+    threads.run(pair, 6, (), work=10 ** 9)
+    threads.run(kernel, 4, (), work=10 ** 9)
+    inner.clear()
     threads.run(kernel, 4, (), work=10 ** 9)
     assert inner == [[(0, 6)], [(0, 6)]]
 

@@ -31,6 +31,18 @@ from numba.extending import intrinsic, overload, register_jitable
 
 
 @intrinsic
+def _always_inline(typingctx):
+    """Mark the calling function for inlining by LLVM wherever it is called: inlined, the
+    loops that call these functions vectorise; inlined by numba instead (inline="always"),
+    every call site would be typed again, which doubled the kernels' compile time."""
+    def codegen(context, builder, signature, args):
+        builder.function.attributes.add("alwaysinline")
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
 def _bits_to_float32(typingctx, bits):
     """Reinterpret the low 32 bits of an integer as a float32."""
     if not isinstance(bits, types.Integer):
@@ -69,8 +81,9 @@ _NEXP_LO, _NEXP_HI = _F(-87.33654), _F(88.72283)   # exp is a normal float32 in 
 _SIGMOID_ZERO = _F(-104.0)   # sigmoid(x) rounds to 0 below this
 
 
-@register_jitable(inline="always")
+@register_jitable
 def _exp32(x):
+    _always_inline()
     # written as selects, not min/max, so that NaN passes through
     x = _EXP_LO if x < _EXP_LO else x
     x = _EXP_HI if x > _EXP_HI else x
@@ -85,9 +98,10 @@ def _exp32(x):
     return (p * _bits_to_float32((k1 + 127) << 23)) * _bits_to_float32((k - k1 + 127) << 23)
 
 
-@register_jitable(inline="always")
+@register_jitable
 def _exp32_normal(x):
     """exp(x) for x in the normal range (clamped to it), as a single factor 2^n."""
+    _always_inline()
     x = _NEXP_LO if x < _NEXP_LO else x
     x = _NEXP_HI if x > _NEXP_HI else x
     n = np.floor(x * _LOG2E + _HALF)
@@ -97,8 +111,9 @@ def _exp32_normal(x):
     return p * _bits_to_float32((np.int32(n) + np.int32(127)) << np.int32(23))
 
 
-@register_jitable(inline="always")
+@register_jitable
 def _tanh32(x):
+    _always_inline()
     # written as selects, not min/max, so that NaN passes through
     a = -_TANH_CLAMP if x < -_TANH_CLAMP else x
     a = _TANH_CLAMP if a > _TANH_CLAMP else a
@@ -110,8 +125,9 @@ def _tanh32(x):
     return -_ONE if x < -_TANH_ONE else r
 
 
-@register_jitable(inline="always")
+@register_jitable
 def _sigmoid32(x):
+    _always_inline()
     s = _ONE / (_ONE + _exp32_normal(-x))
     return _ZERO if x < _SIGMOID_ZERO else s
 

@@ -180,75 +180,59 @@ def make_microkernel(mr, nv, vbytes=VBYTES):
     return mk
 
 
-def _kernels_for(vbytes):
-    return {(m, v): make_microkernel(m, v, vbytes) for m in range(1, MR + 1) for v in (1, NV)}
+@intrinsic
+def _noinline(typingctx):
+    """Mark the function that calls this as never inlined by LLVM: gemm is called from many
+    places in every kernel, and a copy of its micro-kernels at each would make the kernels
+    several times larger and slower to compile."""
+    def codegen(context, builder, signature, args):
+        builder.function.attributes.add("noinline")
+        return context.get_dummy_value()
+
+    return types.void(), codegen
 
 
-_MK = _kernels_for(VBYTES)
-# numba resolves globals by name: one module-level name per (rows, vectors) variant
-_mk1, _mk2, _mk3, _mk4, _mk5, _mk6 = (_MK[(m, NV)] for m in range(1, 7))
-_mv1, _mv2, _mv3, _mv4, _mv5, _mv6 = (_MK[(m, 1)] for m in range(1, 7))
-# a single row (a matrix-vector product) has one chain of fused multiply-adds per vector: up to
-# WIDE vectors at once keep enough of them in flight (the same sums, so the same numbers)
+# The variants compiled: full blocks (MR rows, NV vectors) and their last columns (MR rows,
+# one vector at a time); single rows of 2*NV, NV, 2 or 1 vectors, which also take the rows a
+# thread's range leaves over below MR. Few variants keep every kernel that calls gemm quick
+# to compile. A single row has one chain of fused multiply-adds per vector: 2*NV vectors at
+# once keep enough of them in flight. Every variant sums each element over k in the same order,
+# so which one computes a row does not change its numbers.
 WIDE = 2 * NV
-_w1, _w2, _w3, _w4, _w5, _w6, _w7, _w8 = (make_microkernel(1, v) for v in range(1, 9))
+_full, _full1 = make_microkernel(MR, NV), make_microkernel(MR, 1)
+_row_w, _row_n, _row_2, _row_1 = (make_microkernel(1, v) for v in (WIDE, NV, 2, 1))
 
 
 @njit
-def _block(mr, nv, A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc):
-    """One register block of mr (1..MR) rows and nv (1..NV) vectors."""
+def _block(nv, A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc):
+    """One register block of MR rows and nv (1..NV) vectors."""
     if nv == NV:
-        if mr == 6:
-            _mk6(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
-        elif mr == 5:
-            _mk5(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
-        elif mr == 4:
-            _mk4(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
-        elif mr == 3:
-            _mk3(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
-        elif mr == 2:
-            _mk2(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
-        else:
-            _mk1(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+        _full(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
         return
-    # fewer vectors than a full block (the last columns): one vector at a time
     L = P.shape[2]
-    for v in range(nv):
-        lv = last if v == nv - 1 else L
-        po, co = p_off + v * p_vs, c_off + v * L
-        if mr == 6:
-            _mv6(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
-        elif mr == 5:
-            _mv5(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
-        elif mr == 4:
-            _mv4(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
-        elif mr == 3:
-            _mv3(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
-        elif mr == 2:
-            _mv2(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
-        else:
-            _mv1(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
+    for v in range(nv):   # the last columns: one vector at a time
+        _full1(A, a_off, a_rs, a_ks, P, p_off + v * p_vs, p_vs, C, c_off + v * L, c_rs, K,
+               last if v == nv - 1 else L, acc)
 
 
 @njit
 def _single_row(nv, A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc):
-    """One row and nv (1..WIDE) vectors."""
-    if nv == 8:
-        _w8(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
-    elif nv == 7:
-        _w7(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
-    elif nv == 6:
-        _w6(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
-    elif nv == 5:
-        _w5(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
-    elif nv == 4:
-        _w4(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
-    elif nv == 3:
-        _w3(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
-    elif nv == 2:
-        _w2(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
-    else:
-        _w1(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    """One row and nv vectors, as WIDE, NV, 2 and 1 vector variants."""
+    L = P.shape[2]
+    v = 0
+    while v < nv:
+        n = nv - v
+        w = WIDE if n >= WIDE else NV if n >= NV else 2 if n >= 2 else 1
+        po, co, lv = p_off + v * p_vs, c_off + v * L, last if v + w == nv else L
+        if w == WIDE:
+            _row_w(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
+        elif w == NV:
+            _row_n(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
+        elif w == 2:
+            _row_2(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
+        else:
+            _row_1(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
+        v += w
 
 
 ROW_BLOCK = 96   # rows of C per block: their A rows stay in cache while all panels pass
@@ -256,7 +240,13 @@ K_BLOCK = 128   # k steps per pass: a pass's panel rows stay in L1
 K_BLOCK_T = 64    # the same for op(A) = A^T, whose k steps each read a new line of A
 
 
-@njit
+# one specialisation per dtype: callers pass literal flags (gemm(..., False, ...)), which would
+# otherwise each compile a copy of their own (each with all the micro-kernels)
+_GEMM_SIGNATURES = [f"void({t}[:, ::1], boolean, {t}[:, :, ::1], intp, {t}[:, ::1], intp, intp, "
+                    "boolean)" for t in ("float32", "float64")]
+
+
+@njit(_GEMM_SIGNATURES)
 def gemm(A, trans, P, N, C, r0, r1, acc):
     """Rows r0..r1 of ``C = op(A) @ M`` (``acc``: C += instead), M packed in P by :func:`pack`
     (``P.shape = (ceil(N / L), K, L)``).
@@ -265,6 +255,7 @@ def gemm(A, trans, P, N, C, r0, r1, acc):
     padded leading dimension); C: (R, N). All C-contiguous, one dtype; rows outside r0..r1
     are not touched. Sums are done K_BLOCK steps at a time through C, which gives the same
     result (the register block has C's dtype) and keeps a pass's panel rows in L1."""
+    _noinline()
     nsub, K, L = P.shape
     if K == 0:
         if not acc:
@@ -293,9 +284,15 @@ def gemm(A, trans, P, N, C, r0, r1, acc):
             for g in range(0, nsub, NV):
                 nv = min(NV, nsub - g)
                 last = min(L, N - (g + nv - 1) * L)
-                for r in range(rb, rb1, MR):
-                    _block(min(MR, rb1 - r), nv, A, r * a_rs + k0 * a_ks, a_rs, a_ks, P,
-                           g * p_vs + k0 * L, p_vs, C, r * c_rs + g * L, c_rs, kn, last, add)
+                r = rb
+                while r + MR <= rb1:
+                    _block(nv, A, r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L, p_vs,
+                           C, r * c_rs + g * L, c_rs, kn, last, add)
+                    r += MR
+                while r < rb1:   # the rows left over, one at a time
+                    _single_row(nv, A, r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L,
+                                p_vs, C, r * c_rs + g * L, c_rs, kn, last, add)
+                    r += 1
 
 
 @njit

@@ -10,7 +10,6 @@ scikit-learn's MLP does (``_pack`` / ``_unpack``).
 import numbers
 
 import numpy as np
-from scipy.optimize import minimize
 
 from .._validate import positive_float, positive_int
 from ..module import Module
@@ -112,6 +111,8 @@ def minimize_lbfgs(model, loss, x, y, state=None, weights=None, resets=None, max
             callback(xk)
 
     x0 = pack_parameters(model)
+    from scipy.optimize import minimize   # here: scipy.optimize takes 0.2 s to import
+
     result = minimize(fun, x0, method="L-BFGS-B", jac=True, callback=cb,
                       options={"maxiter": maxiter, "gtol": gtol, **options})
     unpack_parameters(model, result.x)
