@@ -12,7 +12,7 @@ shape ``(ceil(N / L), K, L)``. :func:`pack` builds it from M or from M^T.
 
 Product. ``gemm(A, trans, P, N, C, r0, r1, acc)`` computes rows r0..r1 of ``C = op(A) @ M``
 (``op(A) = A``, (R, K), or ``A^T`` for A (K, R)) into C (R, N), or adds them into C. The
-micro-kernel holds an MR x (NV vectors) block of C in registers through the whole K loop
+micro-kernel holds an MR x (NV vectors) block of C in registers through a pass over K
 (MR = 6 rows; NV = 4 vectors with 32 vector registers, 2 with 16), one broadcast of A and
 NV loads of P per k. Every element of C is the sum over k in order, one fused multiply-add at
 a time, so a row's result does not depend on how the rows were split or tiled.
@@ -53,8 +53,8 @@ def vector_bytes(features=None):
 
 VBYTES = vector_bytes()
 MR = 6                                  # rows of the register block
-PREFETCH = 8                            # k steps ahead that A is prefetched
 NV = 4 if VBYTES == 64 else 2           # vectors per row of the register block
+PREFETCH = 8                            # k steps ahead that A is prefetched
 
 
 def lanes(dtype, vbytes=VBYTES):
@@ -192,15 +192,16 @@ def _noinline(typingctx):
     return types.void(), codegen
 
 
-# The variants compiled: full blocks (MR rows, NV vectors) and their last columns (MR rows,
-# one vector at a time); single rows of 2*NV, NV, 2 or 1 vectors, which also take the rows a
-# thread's range leaves over below MR. Few variants keep every kernel that calls gemm quick
-# to compile. A single row has one chain of fused multiply-adds per vector: 2*NV vectors at
-# once keep enough of them in flight. Every variant sums each element over k in the same order,
-# so which one computes a row does not change its numbers.
-WIDE = 2 * NV
+# The variants compiled: full blocks (MR rows, NV vectors) and their last columns (MR rows, one
+# vector at a time); blocks of 4 and 2 rows for the rows left over; single rows of 8, 4, 2 or
+# 1 vectors for the rest (a single row has one chain of fused multiply-adds per vector: 8 at
+# once keep enough of them in flight). Few variants keep every kernel that calls gemm quick to
+# compile. Every variant sums each element over k in the same order, so which one computes a
+# row does not change its numbers.
+WIDE = 8
 _full, _full1 = make_microkernel(MR, NV), make_microkernel(MR, 1)
-_row_w, _row_n, _row_2, _row_1 = (make_microkernel(1, v) for v in (WIDE, NV, 2, 1))
+_rows4, _rows2 = make_microkernel(4, NV), make_microkernel(2, NV)
+_row_w, _row_4, _row_2, _row_1 = (make_microkernel(1, v) for v in (WIDE, 4, 2, 1))
 
 
 @njit
@@ -217,17 +218,17 @@ def _block(nv, A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, ac
 
 @njit
 def _single_row(nv, A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc):
-    """One row and nv vectors, as WIDE, NV, 2 and 1 vector variants."""
+    """One row and nv vectors, as WIDE, 4, 2 and 1 vector variants."""
     L = P.shape[2]
     v = 0
     while v < nv:
         n = nv - v
-        w = WIDE if n >= WIDE else NV if n >= NV else 2 if n >= 2 else 1
+        w = WIDE if n >= WIDE else 4 if n >= 4 else 2 if n >= 2 else 1
         po, co, lv = p_off + v * p_vs, c_off + v * L, last if v + w == nv else L
         if w == WIDE:
             _row_w(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
-        elif w == NV:
-            _row_n(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
+        elif w == 4:
+            _row_4(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
         elif w == 2:
             _row_2(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
         else:
@@ -289,7 +290,15 @@ def gemm(A, trans, P, N, C, r0, r1, acc):
                     _block(nv, A, r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L, p_vs,
                            C, r * c_rs + g * L, c_rs, kn, last, add)
                     r += MR
-                while r < rb1:   # the rows left over, one at a time
+                if nv == NV and rb1 - r >= 4:   # the rows left over
+                    _rows4(A, r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L, p_vs, C,
+                           r * c_rs + g * L, c_rs, kn, last, add)
+                    r += 4
+                if nv == NV and rb1 - r >= 2:
+                    _rows2(A, r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L, p_vs, C,
+                           r * c_rs + g * L, c_rs, kn, last, add)
+                    r += 2
+                while r < rb1:
                     _single_row(nv, A, r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L,
                                 p_vs, C, r * c_rs + g * L, c_rs, kn, last, add)
                     r += 1
