@@ -712,3 +712,64 @@ def test_flat_buffer_path_equals_per_parameter_path(name, kw):
     assert again._flat is model.flat_params
     np.testing.assert_array_equal(again._flat_slots[next(iter(again._flat_slots))],
                                   fast._flat_slots[next(iter(fast._flat_slots))])
+
+
+# -- the compiled updates -----------------------------------------------------------------------
+def _numpy_adam(p, g, m, v, vmax, lr, betas, eps, wd, step, amsgrad, decoupled):
+    """Adam._update's numpy formulas (what the compiled update must equal bit for bit)."""
+    beta1, beta2 = betas
+    if decoupled:
+        if wd != 0:
+            p *= 1.0 - lr * wd
+        d = g
+    else:
+        d = g + wd * p if wd != 0 else g
+    w = 1.0 - beta1
+    if abs(w) < 0.5:
+        m += w * (d - m)
+    else:
+        m[...] = d - (d - m) * (1.0 - w)
+    v *= beta2
+    v += (1.0 - beta2) * (d * d)
+    if amsgrad:
+        np.maximum(vmax, v, out=vmax)
+        v = vmax
+    denom = np.sqrt(v)
+    denom /= (1.0 - beta2 ** step) ** 0.5
+    denom += eps
+    p -= lr / (1.0 - beta1 ** step) * (m / denom)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("kw", [{}, {"weight_decay": 0.1}, {"amsgrad": True},
+                                {"betas": (0.3, 0.99)}], ids=["plain", "wd", "amsgrad", "beta"])
+@pytest.mark.parametrize("cls", ["Adam", "AdamW"])
+def test_compiled_adam_is_the_numpy_formula_bit_for_bit(dtype, kw, cls):
+    rng = np.random.default_rng(8)
+    p = rng.normal(size=(7, 5)).astype(dtype)
+    ref = {"p": p.copy(), "m": np.zeros_like(p), "v": np.zeros_like(p), "vmax": np.zeros_like(p)}
+    opt = getattr(optim, cls)({"w": p}, lr=0.01, **kw)
+    hp = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01 if cls == "AdamW" else 0.0,
+          "amsgrad": False, **kw}
+    for step in range(1, 5):
+        g = rng.normal(size=p.shape).astype(dtype)
+        opt.step({"w": g})
+        _numpy_adam(ref["p"], g, ref["m"], ref["v"], ref["vmax"], 0.01, hp["betas"], hp["eps"],
+                    hp["weight_decay"], step, hp["amsgrad"], cls == "AdamW")
+        np.testing.assert_array_equal(p, ref["p"])
+        np.testing.assert_array_equal(opt.slots["w"]["exp_avg"], ref["m"])
+        np.testing.assert_array_equal(opt.slots["w"]["exp_avg_sq"], ref["v"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("wd", [0.0, 0.25])
+def test_compiled_sgd_is_the_numpy_formula_bit_for_bit(dtype, wd):
+    rng = np.random.default_rng(9)
+    p = rng.normal(size=(6, 4)).astype(dtype)
+    ref = p.copy()
+    opt = optim.SGD({"w": p}, lr=0.05, weight_decay=wd)
+    for _ in range(3):
+        g = rng.normal(size=p.shape).astype(dtype)
+        opt.step({"w": g})
+        ref -= 0.05 * (g + wd * ref if wd else g)
+        np.testing.assert_array_equal(p, ref)

@@ -27,6 +27,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .. import _parallel
+from .._kernels import optim as _kupdate
 from .._validate import FLOAT_DTYPES, positive_float, same_names
 from .schedules import Schedule, check_kwargs, schedule_config, schedule_from_config
 
@@ -125,6 +127,20 @@ def _decayed(g, p, weight_decay):
     if weight_decay == 0:
         return g
     return g + weight_decay * p
+
+
+def _compiled(*arrays):
+    """1-D views of ``arrays`` for the compiled updates (bptt._kernels.optim) when they are all
+    C-contiguous, writeable-where-needed arrays of one float dtype; else None (numpy then)."""
+    dt = arrays[0].dtype
+    if dt.kind != "f" or any(a.dtype != dt or not a.flags.c_contiguous for a in arrays):
+        return None
+    return [a.reshape(-1) for a in arrays]
+
+
+def _run_update(kernel, views, *scalars):
+    n = views[0].shape[0]
+    _parallel.run(kernel, n, (*views, *scalars), work=n * _kupdate.WORK)
 
 
 def _lerp_(a, b, w):
@@ -355,6 +371,11 @@ class SGD(Optimizer):
 
     def _update(self, p, g, slots, lr, step):
         momentum = self.momentum
+        if momentum == 0:
+            views = _compiled(p, g)
+            if views is not None:
+                _run_update(_kupdate.sgd, views, float(lr), float(self.weight_decay))
+                return
         d = _decayed(g, p, self.weight_decay)
         if momentum != 0:
             buf = slots["momentum_buffer"]
@@ -504,6 +525,16 @@ class Adam(Optimizer):
     def _update(self, p, g, slots, lr, step):
         beta1, beta2 = self.betas
         wd = self.weight_decay
+        m, v = slots["exp_avg"], slots["exp_avg_sq"]
+        vmax = slots.get("max_exp_avg_sq", v)
+        views = _compiled(p, g, m, v, vmax)
+        if views is not None:
+            decoupled = self._decoupled and wd != 0
+            _run_update(_kupdate.adam, views, bool(self.amsgrad), float(beta1), float(beta2),
+                        float(lr / (1.0 - beta1 ** step)), float((1.0 - beta2 ** step) ** 0.5),
+                        float(self.eps), 0.0 if self._decoupled else float(wd),
+                        float(1.0 - lr * wd) if decoupled else 1.0)
+            return
         if self._decoupled:
             if wd != 0:
                 p *= 1.0 - lr * wd
