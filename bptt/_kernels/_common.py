@@ -25,6 +25,7 @@ import sys
 import numpy as np
 
 from .. import _parallel
+from .._memory import aligned_copy, aligned_empty, aligned_zeros
 from .._config import njit
 from .gemm import gemm, pack, pack_range, packed_shape
 
@@ -33,21 +34,22 @@ PACK_WORK = 25   # multiply-add equivalents of packing one element (for bptt._pa
 
 
 def buffer(owner, name, shape, dtype):
-    """A work array of ``owner`` (a part) for ``name``, reused from the previous call when
-    nothing else holds that array any more (not the caller, not a cache, not a view), else a
-    fresh one. Large fresh arrays cost page faults on first touch (about 2 ms per forward of a
-    mid-sized LSTM); a cache that a TBPTT window or the user still keeps is never overwritten,
-    because it is still referenced."""
+    """A work array of ``owner`` (a part) for ``name``, page-aligned (bptt._memory), reused
+    from the previous call when nothing else holds that array any more (not the caller, not a
+    cache, not a view), else a fresh one. Large fresh arrays cost page faults on first touch
+    (about 2 ms per forward of a mid-sized LSTM); a cache that a TBPTT window or the user still
+    keeps is never overwritten, because it is still referenced."""
     try:
         pool = owner.__dict__["_buffers"]
     except KeyError:
         pool = owner.__dict__["_buffers"] = {}
     a = pool.get(name)
-    # references: the pool's, the local name's, getrefcount's argument
-    if a is None or a.shape != shape or a.dtype is not dtype or sys.getrefcount(a) > 3:
-        if a is not None and a.shape == shape and a.dtype == dtype and sys.getrefcount(a) <= 3:
-            return a   # the same dtype named another way (np.float32 for float32)
-        a = pool[name] = np.empty(shape, dtype=dtype)
+    # references to a: the pool's, the local name's, getrefcount's argument; views of a refer
+    # to the memory's owner, a.base, instead: held by a and by getrefcount's argument alone
+    if (a is not None and a.shape == shape and a.dtype == dtype and sys.getrefcount(a) <= 3
+            and sys.getrefcount(a.base) <= 2):
+        return a
+    a = pool[name] = aligned_empty(shape, dtype)
     return a
 
 
@@ -80,21 +82,26 @@ def weight_panels(cell, trans):
         shape = (G,) + (packed_shape(K, H, dt) if trans else packed_shape(H, K, dt))
         out.append(buffer(cell, ("p_" if trans else "pb_") + name, shape, dt))
     w_ih, w_hh = p["weight_ih"], p["weight_hh"]
-    n_ih = G * out[0].shape[1]
-    _parallel.run(pack_gates_two, n_ih + G * out[1].shape[1], (w_ih, w_hh, trans, *out, n_ih),
+    cost = G * (out[0].shape[1] * out[0].shape[2] + out[1].shape[1] * out[1].shape[2])
+    _parallel.run(pack_gates_two, cost, (w_ih, w_hh, trans, *out),
                   work=(w_ih.size + w_hh.size) * PACK_WORK)
     return tuple(out)
 
 
 @njit
-def pack_gates_two(w1, w2, trans, p1, p2, n1, lo, hi):
-    """Sub-panels lo..hi of the gate panels p1 of w1 followed by those p2 of w2 (n1 in p1)."""
-    a, b = min(lo, n1), min(hi, n1)
+def pack_gates_two(w1, w2, trans, p1, p2, lo, hi):
+    """The share lo..hi of packing the gate panels p1 of w1 and then p2 of w2, counted in rows
+    of sub-panels (a sub-panel of p1 counts K1 = p1.shape[2], one of p2 K2), so that threads
+    get equal work whatever K1 and K2: a sub-panel goes to the share its first row falls in."""
+    n1, k1 = p1.shape[0] * p1.shape[1], p1.shape[2]
+    n2, k2 = p2.shape[0] * p2.shape[1], p2.shape[2]
+    a, b = min(-(-lo // k1), n1), min(-(-hi // k1), n1)
     if a < b:
         pack_gates(w1, trans, p1, a, b)
-    a, b = max(lo, n1), max(hi, n1)
+    lo2, hi2 = max(lo - n1 * k1, 0), max(hi - n1 * k1, 0)
+    a, b = min(-(-lo2 // k2), n2), min(-(-hi2 // k2), n2)
     if a < b:
-        pack_gates(w2, trans, p2, a - n1, b - n1)
+        pack_gates(w2, trans, p2, a, b)
 
 
 @njit
@@ -162,18 +169,11 @@ def input_cache(x, fold):
 @njit
 def gate_input(x, tokens, table, p_ih, bias, gates, lo, hi):
     """gates[t, k, lo:hi] = the input projection of gate k, x[t, lo:hi] @ W_ih[k block]^T +
-    bias[k block], for every t (p_ih the gate panels of W_ih^T); or, with an embedding folded
-    in (tokens (T, B) not empty), the rows table[k, tokens[t, b]] (bias included): the same
-    numbers, as the product of an embedded token is its table row."""
+    bias[k block], for every t (p_ih the gate panels of W_ih^T). With an embedding folded in
+    (tokens (T, B) not empty) it does nothing: :func:`step_input` fills each step's rows
+    instead."""
     T, G, B, H = gates.shape
     if tokens.shape[0] != 0:
-        for t in range(T):
-            for b in range(lo, hi):
-                v = tokens[t, b]
-                for k in range(G):
-                    src, dst = table[k, v], gates[t, k, b]
-                    for j in range(H):
-                        dst[j] = src[j]
         return
     for t in range(T):
         for k in range(G):
@@ -183,6 +183,25 @@ def gate_input(x, tokens, table, p_ih, bias, gates, lo, hi):
                 row = gates[t, k, b]
                 for j in range(H):
                     row[j] += bk[j]
+
+
+@njit
+def step_input(tokens, table, gt, t, lo, hi):
+    """With an embedding folded in (tokens (T, B) not empty): gt[k, b] = table[k, tokens[t,
+    b]] for the streams b in lo..hi and every gate k of step t (gt (G, B, H), table (G, V, H),
+    bias included): the same numbers as :func:`gate_input`'s, as the product of an embedded
+    token is its table row. Done step by step, just before the step's recurrent product adds
+    to them, so that they are still in cache then (filled for all T steps first, they were
+    not). Does nothing without tokens."""
+    if tokens.shape[0] == 0:
+        return
+    G, B, H = gt.shape
+    for b in range(lo, hi):
+        v = tokens[t, b]
+        for k in range(G):
+            src, dst = table[k, v], gt[k, b]
+            for j in range(H):
+                dst[j] = src[j]
 
 
 @njit(inline="always")   # a view returned from a call needs numba's runtime (see _config)
@@ -376,7 +395,7 @@ def state_gradient(cell, dstate, B):
     """Fresh (B, n) arrays, one per state array, holding dstate (zeros if None)."""
     want = cell.initial_state(B)
     if dstate is None:
-        return want
+        return tuple(aligned_zeros(w.shape, cell.dtype) for w in want)
     if len(dstate) != len(want):
         raise ValueError(f"{cell!r}: expected a state gradient of {len(want)} arrays, "
                          f"got {len(dstate)}")
@@ -385,7 +404,7 @@ def state_gradient(cell, dstate, B):
         d = np.asarray(d)
         if d.shape != w.shape:
             raise ValueError(f"{cell!r}: expected dstate[{i}] of shape {w.shape}, got {d.shape}")
-        out.append(np.array(d, dtype=cell.dtype, order="C"))
+        out.append(aligned_copy(d, cell.dtype))
     return tuple(out)
 
 

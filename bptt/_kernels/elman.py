@@ -11,8 +11,8 @@ from .. import _parallel
 from .._config import njit
 from . import _common
 from ._common import (add_rows, clip_inplace, gate_input, gate_product, gemm, load_state,
-                      norm, pack_steps, reset_rows, rows)
-from .fastmath import tanh
+                      norm, pack_steps, reset_rows, rows, step_input)
+from .fastmath import tanh, wide_vectors
 
 TANH, RELU, LINEAR = 0, 1, 2
 ACTIVATIONS = {"tanh": TANH, "relu": RELU, "linear": LINEAR}
@@ -24,12 +24,15 @@ def _forward(x, tokens, table, p_ih, bias, p_hh, h0, resets, act, h_prev, y, lo,
     (see _common.gate_input); p_ih, p_hh the (one-gate) panels of W_ih^T and W_hh^T; bias
     (H,) = b_ih + b_hh (empty with a table); h0 (B, H); resets (T, B); fills h_prev (T, B, H)
     with the state entering each step and y (T, B, H) with the outputs."""
+    wide_vectors()
     T, B, H = y.shape
     zero = y.dtype.type(0)
-    gate_input(x, tokens, table, p_ih, bias, y.reshape(T, 1, B, H), lo, hi)
+    y4 = y.reshape(T, 1, B, H)
+    gate_input(x, tokens, table, p_ih, bias, y4, lo, hi)
     for t in range(T):
         hp, yt = h_prev[t], y[t]
         load_state(hp, h0 if t == 0 else y[t - 1], resets[t], lo, hi)
+        step_input(tokens, table, y4[t], t, lo, hi)
         gemm(hp, False, p_hh[0], H, yt, lo, hi, True)
         yb = rows(yt, lo, hi)   # all of this thread's streams at once
         if act == RELU:
@@ -51,6 +54,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     h_prev; norms (1, T, B) receives ||dL/dh_t|| per stream, or is (1, 0, B) for no
     recording; fired[t, lo] is set where the state clip changed a value at step t; sums[0, 0]
     (B, H) float64 receives the sum of da over time."""
+    wide_vectors()
     T, B, H = h.shape
     one, zero = h.dtype.type(1), h.dtype.type(0)
     has_dy = dy.shape[0] != 0

@@ -15,8 +15,8 @@ from .. import _parallel
 from .._config import njit
 from . import _common
 from ._common import (add_rows, clip_inplace, gate_input, gate_product, gemm, load_state,
-                      norm, pack_steps, reset_rows, rows)
-from .fastmath import sigmoid, tanh
+                      norm, pack_steps, reset_rows, rows, step_input)
+from .fastmath import sigmoid, tanh, wide_vectors
 
 
 @njit
@@ -27,6 +27,7 @@ def _forward(x, tokens, table, p_ih, bias, p_hh, b_hn, h0, resets, gates, h_prev
     the input projection's bias, b_ir + b_hr, b_iz + b_hz, b_in (empty with a table); b_hn
     (B, H) that bias repeated for every stream; h0 (B, H); resets (T, B). Fills gates
     (T, 3, B, H) with the activated r, z, n, h_prev, hn and y (T, B, H)."""
+    wide_vectors()
     T, B, H = y.shape
     one = y.dtype.type(1)
     gate_input(x, tokens, table, p_ih, bias, gates, lo, hi)
@@ -34,6 +35,7 @@ def _forward(x, tokens, table, p_ih, bias, p_hh, b_hn, h0, resets, gates, h_prev
     for t in range(T):
         hp, gt = h_prev[t], gates[t]
         load_state(hp, h0 if t == 0 else y[t - 1], resets[t], lo, hi)
+        step_input(tokens, table, gt, t, lo, hi)
         gemm(hp, False, p_hh[0], H, gt[0], lo, hi, True)
         gemm(hp, False, p_hh[1], H, gt[1], lo, hi, True)
         gemm(hp, False, p_hh[2], H, hn[t], lo, hi, False)
@@ -63,6 +65,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     h_prev; norms (1, T, B) receives ||dL/dh_t|| per stream, or is (1, 0, B) for no
     recording; fired[t, lo] is set where the state clip changed a value at step t; sums[0]
     and sums[1] (3, B, H) float64 receive the sums of dai and dah over time."""
+    wide_vectors()
     T, B, H = hn.shape
     one = hn.dtype.type(1)
     has_dy = dy.shape[0] != 0

@@ -13,10 +13,11 @@ import numpy as np
 
 from .. import _parallel
 from .._config import njit
+from .._memory import aligned_copy
 from . import _common
 from ._common import (add_rows, clip_inplace, gate_input, gate_product, gemm, load_state,
-                      norm, pack_steps, reset_rows, rows)
-from .fastmath import sigmoid, tanh
+                      norm, pack_steps, reset_rows, rows, step_input)
+from .fastmath import sigmoid, tanh, wide_vectors
 
 
 @njit
@@ -27,12 +28,14 @@ def _forward(x, tokens, table, p_ih, bias, p_hh, h0, c, resets, gates, h_prev, c
     b_ih + b_hh (empty with a table); h0 (B, H) the initial h; c (B, H) the initial c on
     entry, the final c on exit; resets (T, B). Fills gates (T, 4, B, H) with the activated
     gates, h_prev, c_prev, tanh_c and y (T, B, H)."""
+    wide_vectors()
     T, B, H = y.shape
     gate_input(x, tokens, table, p_ih, bias, gates, lo, hi)
     for t in range(T):
         hp, cp, gt = h_prev[t], c_prev[t], gates[t]
         load_state(hp, h0 if t == 0 else y[t - 1], resets[t], lo, hi)
         load_state(cp, c, resets[t], lo, hi)
+        step_input(tokens, table, gt, t, lo, hi)
         for k in range(4):
             gemm(hp, False, p_hh[k], H, gt[k], lo, hi, True)
         # each loop runs over all of this thread's streams at once (gate-major layout)
@@ -67,6 +70,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     per stream (see BackwardContext), or is (2, 0, B) for no recording; fired[t, lo] is set
     where the state clip changed a value at step t; sums[0] (4, B, H) float64 receives the sum
     of da over time."""
+    wide_vectors()
     T, B, H = tanh_c.shape
     one = tanh_c.dtype.type(1)
     has_dy = dy.shape[0] != 0
@@ -125,7 +129,7 @@ def forward(cell, x, state, resets, fold=None):
     T, B = resets.shape
     D, H = cell.input_size, cell.hidden_size
     h0 = _common.kernel_array(state[0], dt)
-    c = np.array(state[1], dtype=dt, order="C")  # becomes the final c
+    c = aligned_copy(state[1], dt)  # becomes the final c
     buf = _common.buffer
     gates = buf(cell, "gates", (T, 4, B, H), dt)
     h_prev, c_prev, tanh_c, y = (buf(cell, k, (T, B, H), dt)
