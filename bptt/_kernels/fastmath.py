@@ -71,6 +71,19 @@ def _bits_to_float32(typingctx, bits):
     return types.float32(bits), codegen
 
 
+@intrinsic
+def bits_as_float(typingctx, bits):
+    """Reinterpret an int32 as a float32, an int64 as a float64."""
+    if not (isinstance(bits, types.Integer) and bits.bitwidth in (32, 64)):
+        return None
+    fty = types.float32 if bits.bitwidth == 32 else types.float64
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(fty))
+
+    return fty(bits), codegen
+
+
 _F = np.float32
 _LOG2E = _F(1.4426950408889634)
 _LN2_HI = _F(0.693359375)          # ln 2 split so that n * _LN2_HI is exact

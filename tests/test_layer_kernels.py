@@ -1,0 +1,57 @@
+"""Helpers of the compiled layer kernels (bptt._kernels.layers) against numpy."""
+
+import numba
+import numpy as np
+import pytest
+
+from bptt._config import njit
+from bptt._kernels.layers import row_max
+
+
+@njit
+def _row_max(a):
+    return row_max(a)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 2, 7, 16, 65, 300])
+def test_row_max_is_numpys_max(dtype, n):
+    rng = np.random.default_rng(n)
+    for trial in range(100):
+        a = (rng.standard_normal(n) * 10.0 ** rng.integers(-40, 30)).astype(dtype)
+        if trial % 3 == 0:
+            a = -np.abs(a)
+        if trial % 5 == 0:
+            a[rng.integers(n)] = -0.0
+        if trial % 7 == 0:
+            a[rng.integers(n)] = np.inf
+        if trial % 11 == 0:
+            a[rng.integers(n)] = -np.inf
+        got = _row_max(a)
+        assert got == a.max(), (a, got)
+        assert np.signbit(got) == np.signbit(a.max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_max_special_values(dtype):
+    for sign in (1, -1):   # NaN of either sign bit, anywhere
+        for n, i in ((1, 0), (65, 0), (65, 64), (65, 30)):
+            a = np.linspace(-3, 3, n).astype(dtype)
+            a[i] = sign * np.nan
+            assert np.isnan(_row_max(a))
+    assert _row_max(np.full(5, -np.inf, dtype)) == -np.inf
+    got = _row_max(np.array([-0.0, -0.0], dtype))
+    assert got == 0 and np.signbit(got)
+    got = _row_max(np.array([-0.0, 0.0], dtype))
+    assert got == 0 and not np.signbit(got)
+    tiny = np.finfo(dtype).tiny
+    a = np.array([-tiny / 4, tiny / 8, -tiny], dtype)   # subnormals
+    assert _row_max(a) == a.max()
+
+
+def test_row_max_keeps_the_dtype():
+    """A float32 row's maximum is a float32 (a float64 one would make the softmax kernel call
+    float64 exp on every element)."""
+    _row_max(np.zeros(3, np.float32))
+    sigs = {s.args[0].dtype: s.return_type for s in _row_max.nopython_signatures}
+    assert sigs[numba.float32] == numba.float32
