@@ -59,3 +59,26 @@ def test_training_is_unchanged_by_reuse(rng):
     bptt.TBPTT(ref, bptt.SoftmaxCrossEntropy(), opt, k1=3, k2=7).fit(x, y)
     for k, v in a.named_parameters().items():
         np.testing.assert_allclose(v, ref.named_parameters()[k], rtol=1e-10, atol=1e-12)
+
+
+def test_large_work_arrays_are_page_aligned_and_guarded_the_same(rng):
+    """Arrays of a page or more are views of a page-aligned allocation (bptt._memory): a view
+    of one then refers to the allocation, not to the array, and must still keep it from being
+    reused."""
+    dense = bptt.Dense(16, 64, dtype=np.float32, seed=0)
+    x = rng.standard_normal((20, 8, 16)).astype(np.float32)
+    y, _, _ = dense.forward(x)
+    assert y.nbytes >= 4096 and y.ctypes.data % 4096 == 0
+    last_row = y[-1]            # a view only
+    expected = last_row.copy()
+    address = y.ctypes.data
+    del y
+    y2, _, _ = dense.forward(x * 2)
+    assert y2.ctypes.data != address
+    np.testing.assert_array_equal(last_row, expected)
+    del last_row, y2
+    y3, _, _ = dense.forward(x)
+    address = y3.ctypes.data
+    del y3
+    y4, _, _ = dense.forward(x)
+    assert y4.ctypes.data == address   # reused once nothing holds it

@@ -45,9 +45,10 @@ def buffer(owner, name, shape, dtype):
         pool = owner.__dict__["_buffers"] = {}
     a = pool.get(name)
     # references to a: the pool's, the local name's, getrefcount's argument; views of a refer
-    # to the memory's owner, a.base, instead: held by a and by getrefcount's argument alone
+    # to the memory's owner instead, a.base when a is aligned (see bptt._memory): then held
+    # by a and by getrefcount's argument alone
     if (a is not None and a.shape == shape and a.dtype == dtype and sys.getrefcount(a) <= 3
-            and sys.getrefcount(a.base) <= 2):
+            and (a.base is None or sys.getrefcount(a.base) <= 2)):
         return a
     a = pool[name] = aligned_empty(shape, dtype)
     return a
