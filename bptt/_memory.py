@@ -5,7 +5,7 @@ step (bptt._parallel). With numpy's default 16-byte alignment, the line (and the
 where one thread's rows end and the other's begin is shared: the cores pass that cache line
 back and forth, and each core's hardware prefetcher, which works within a page, fetches lines
 the other core is writing. Aligning the arrays to a page made the small and mid LSTM training
-steps of benchmarks/ 5 to 10% faster on two cores (measured side by side in one process).
+steps of benchmarks/ 3 to 10% faster on two cores (measured side by side in one process).
 """
 
 import math

@@ -21,9 +21,9 @@ ACTIVATIONS = {"tanh": TANH, "relu": RELU, "linear": LINEAR}
 @njit
 def _forward(x, tokens, table, p_ih, bias, p_hh, h0, resets, act, h_prev, y, lo, hi):
     """Streams lo..hi. x (T, B, D) or, with an embedding folded in, tokens (T, B) and table
-    (see _common.gate_input); p_ih, p_hh the (one-gate) panels of W_ih^T and W_hh^T; bias
-    (H,) = b_ih + b_hh (empty with a table); h0 (B, H); resets (T, B); fills h_prev (T, B, H)
-    with the state entering each step and y (T, B, H) with the outputs."""
+    (see _common.gate_input and step_input); p_ih, p_hh the (one-gate) panels of W_ih^T and
+    W_hh^T; bias (H,) = b_ih + b_hh (empty with a table); h0 (B, H); resets (T, B); fills
+    h_prev (T, B, H) with the state entering each step and y (T, B, H) with the outputs."""
     wide_vectors()
     T, B, H = y.shape
     zero = y.dtype.type(0)

@@ -23,10 +23,10 @@ from .fastmath import sigmoid, tanh, wide_vectors
 def _forward(x, tokens, table, p_ih, bias, p_hh, b_hn, h0, resets, gates, h_prev, hn, y, lo,
              hi):
     """Streams lo..hi. x (T, B, D) or, with an embedding folded in, tokens (T, B) and table
-    (see _common.gate_input); p_ih, p_hh the gate panels of W_ih^T and W_hh^T; bias (3H,)
-    the input projection's bias, b_ir + b_hr, b_iz + b_hz, b_in (empty with a table); b_hn
-    (B, H) that bias repeated for every stream; h0 (B, H); resets (T, B). Fills gates
-    (T, 3, B, H) with the activated r, z, n, h_prev, hn and y (T, B, H)."""
+    (see _common.gate_input and step_input); p_ih, p_hh the gate panels of W_ih^T and
+    W_hh^T; bias (3H,) the input projection's bias, b_ir + b_hr, b_iz + b_hz, b_in (empty
+    with a table); b_hn (B, H) that bias repeated for every stream; h0 (B, H); resets (T, B).
+    Fills gates (T, 3, B, H) with the activated r, z, n, h_prev, hn and y (T, B, H)."""
     wide_vectors()
     T, B, H = y.shape
     one = y.dtype.type(1)

@@ -24,10 +24,10 @@ from .fastmath import sigmoid, tanh, wide_vectors
 def _forward(x, tokens, table, p_ih, bias, p_hh, h0, c, resets, gates, h_prev, c_prev, tanh_c,
              y, lo, hi):
     """Streams lo..hi. x (T, B, D) or, with an embedding folded in, tokens (T, B) and table
-    (see _common.gate_input); p_ih, p_hh the gate panels of W_ih^T and W_hh^T; bias (4H,) =
-    b_ih + b_hh (empty with a table); h0 (B, H) the initial h; c (B, H) the initial c on
-    entry, the final c on exit; resets (T, B). Fills gates (T, 4, B, H) with the activated
-    gates, h_prev, c_prev, tanh_c and y (T, B, H)."""
+    (see _common.gate_input and step_input); p_ih, p_hh the gate panels of W_ih^T and
+    W_hh^T; bias (4H,) = b_ih + b_hh (empty with a table); h0 (B, H) the initial h; c (B, H)
+    the initial c on entry, the final c on exit; resets (T, B). Fills gates (T, 4, B, H) with
+    the activated gates, h_prev, c_prev, tanh_c and y (T, B, H)."""
     wide_vectors()
     T, B, H = y.shape
     gate_input(x, tokens, table, p_ih, bias, gates, lo, hi)
