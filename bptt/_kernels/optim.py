@@ -19,7 +19,8 @@ def sgd(p, g, lr, weight_decay, lo, hi):
     """p -= lr * (g + weight_decay * p) (the decay term only if weight_decay != 0)."""
     t = p.dtype.type
     lr, wd = t(lr), t(weight_decay)
-    for i in range(lo, hi):
+    p, g = p[lo:hi], g[lo:hi]   # loops from 0: numba's range(lo, hi) loops do not vectorise
+    for i in range(p.shape[0]):
         d = g[i] + wd * p[i] if weight_decay != 0 else g[i]
         p[i] -= lr * d
 
@@ -39,7 +40,9 @@ def adam(p, g, m, v, vmax, amsgrad, beta1, beta2, step_size, bias_correction2_sq
     ss, bc2, e, wd, dec = (t(step_size), t(bias_correction2_sqrt), t(eps), t(weight_decay),
                            t(decoupled_factor))
     small_w = abs(w) < 0.5
-    for i in range(lo, hi):
+    # loops from 0 (see sgd); vmax is only read with amsgrad (else it may have no elements)
+    p, g, m, v, vmax = p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], vmax[lo:hi]
+    for i in range(p.shape[0]):
         if decoupled_factor != 1.0:
             p[i] *= dec
         d = g[i] + wd * p[i] if weight_decay != 0 else g[i]
