@@ -193,15 +193,17 @@ def _noinline(typingctx):
 
 
 # The variants compiled: full blocks (MR rows, NV vectors) and their last columns (MR rows, one
-# vector at a time); blocks of 4 and 2 rows for the rows left over; single rows of 8, 4, 2 or
-# 1 vectors for the rest (a single row has one chain of fused multiply-adds per vector: 8 at
-# once keep enough of them in flight). Few variants keep every kernel that calls gemm quick to
+# vector at a time); blocks of 4 and 2 rows for the rows left over; single rows of 1 to 8
+# vectors for the rest (a single row has one chain of fused multiply-adds per vector, each
+# waiting on the one before: all of a row's vectors, up to 8, go in one pass, so that as many
+# chains as possible are in flight). Few variants keep every kernel that calls gemm quick to
 # compile. Every variant sums each element over k in the same order, so which one computes a
 # row does not change its numbers.
 WIDE = 8
 _full, _full1 = make_microkernel(MR, NV), make_microkernel(MR, 1)
 _rows4, _rows2 = make_microkernel(4, NV), make_microkernel(2, NV)
-_row_w, _row_4, _row_2, _row_1 = (make_microkernel(1, v) for v in (WIDE, 4, 2, 1))
+_row1, _row2, _row3, _row4, _row5, _row6, _row7, _row8 = (make_microkernel(1, v)
+                                                          for v in range(1, WIDE + 1))
 
 
 @njit
@@ -218,22 +220,23 @@ def _block(nv, A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, ac
 
 @njit
 def _single_row(nv, A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc):
-    """One row and nv vectors, as WIDE, 4, 2 and 1 vector variants."""
-    L = P.shape[2]
-    v = 0
-    while v < nv:
-        n = nv - v
-        w = WIDE if n >= WIDE else 4 if n >= 4 else 2 if n >= 2 else 1
-        po, co, lv = p_off + v * p_vs, c_off + v * L, last if v + w == nv else L
-        if w == WIDE:
-            _row_w(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
-        elif w == 4:
-            _row_4(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
-        elif w == 2:
-            _row_2(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
-        else:
-            _row_1(A, a_off, a_rs, a_ks, P, po, p_vs, C, co, c_rs, K, lv, acc)
-        v += w
+    """One row and nv (1..WIDE) vectors, in one pass."""
+    if nv == 8:
+        _row8(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    elif nv == 7:
+        _row7(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    elif nv == 6:
+        _row6(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    elif nv == 5:
+        _row5(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    elif nv == 4:
+        _row4(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    elif nv == 3:
+        _row3(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    elif nv == 2:
+        _row2(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    else:
+        _row1(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
 
 
 ROW_BLOCK = 96   # rows of C per block: their A rows stay in cache while all panels pass
