@@ -220,7 +220,8 @@ def _block(nv, A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, ac
 
 @njit
 def _single_row(nv, A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc):
-    """One row and nv (1..WIDE) vectors, in one pass."""
+    """One row and nv (1..WIDE) vectors, in one pass (spelled out width by width: compiled
+    code cannot pick an intrinsic out of a tuple by a run-time index)."""
     if nv == 8:
         _row8(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
     elif nv == 7:
