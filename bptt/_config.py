@@ -96,6 +96,11 @@ FASTMATH = {"nsz", "arcp", "contract", "afn"}
 CACHE = True
 
 
+# the flags a kernel's code needs whatever else it sets (also those of overloads' compiled
+# implementations): no numba runtime, and numpy's error model (see njit)
+CODE_FLAGS = {"_nrt": False, "error_model": "numpy"}
+
+
 def njit(*args, **kwargs):
     """``numba.njit`` with the project's flags: cached, NaN/Inf-preserving fastmath, no
     numba runtime (NRT).
@@ -104,13 +109,13 @@ def njit(*args, **kwargs):
     with it, every view of an argument made in a thread's time loop increments and decrements
     a counter shared with the other threads, and that one cache line bouncing between cores
     made two threads slower than one on small batches."""
-    kwargs.setdefault("_nrt", False)
+    # numpy's error model (CODE_FLAGS): x / 0 gives inf or NaN instead of raising, which the
+    # non-finite guard reports, and which lets loops with a division be vectorised
+    for k, v in CODE_FLAGS.items():
+        kwargs.setdefault(k, v)
     kwargs.setdefault("cache", CACHE)
     kwargs.setdefault("fastmath", FASTMATH)
     kwargs.setdefault("nogil", True)
-    # numpy's error model: x / 0 gives inf or NaN instead of raising, which the non-finite
-    # guard reports, and which lets loops with a division be vectorised
-    kwargs.setdefault("error_model", "numpy")
     return numba.njit(*args, **kwargs)
 
 

@@ -512,7 +512,6 @@ class TBPTT:
     def _all_clips(self):
         return ([self.state_clip] if self.state_clip is not None else []) + self.clips
 
-
     def _loss_value(self, out, y, weights):
         """(the chunk's loss, its gradient, :meth:`_loss_weight`) for inputs already checked."""
         loss = self.loss

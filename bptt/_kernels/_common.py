@@ -25,8 +25,8 @@ import sys
 import numpy as np
 
 from .. import _parallel
-from .._memory import aligned_copy, aligned_empty, aligned_zeros
 from .._config import njit
+from .._memory import aligned_copy, aligned_empty, aligned_zeros
 from .gemm import gemm, pack, pack_range, packed_shape
 
 
@@ -394,17 +394,17 @@ def output_gradient(cell, dy, T, B):
 
 def state_gradient(cell, dstate, B):
     """Fresh (B, n) arrays, one per state array, holding dstate (zeros if None)."""
-    want = cell.initial_state(B)
+    shapes = [(B, n) for n in cell.state_sizes]
     if dstate is None:
-        return tuple(aligned_zeros(w.shape, cell.dtype) for w in want)
-    if len(dstate) != len(want):
-        raise ValueError(f"{cell!r}: expected a state gradient of {len(want)} arrays, "
+        return tuple(aligned_zeros(s, cell.dtype) for s in shapes)
+    if len(dstate) != len(shapes):
+        raise ValueError(f"{cell!r}: expected a state gradient of {len(shapes)} arrays, "
                          f"got {len(dstate)}")
     out = []
-    for i, (d, w) in enumerate(zip(dstate, want)):
+    for i, (d, shape) in enumerate(zip(dstate, shapes)):
         d = np.asarray(d)
-        if d.shape != w.shape:
-            raise ValueError(f"{cell!r}: expected dstate[{i}] of shape {w.shape}, got {d.shape}")
+        if d.shape != shape:
+            raise ValueError(f"{cell!r}: expected dstate[{i}] of shape {shape}, got {d.shape}")
         out.append(aligned_copy(d, cell.dtype))
     return tuple(out)
 

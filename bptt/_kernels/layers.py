@@ -9,7 +9,7 @@ through :mod:`bptt._kernels.gemm`, like the cell kernels.
 import numpy as np
 from numba.extending import overload
 
-from .._config import njit, njit_reduction
+from .._config import CODE_FLAGS, njit, njit_reduction
 from ._common import column_sums, gemm, pack_range
 from .fastmath import bits_as_float, exp, wide_vectors
 
@@ -105,7 +105,7 @@ def row_max(a):
     return np.asarray(a).max()
 
 
-@overload(row_max, jit_options={"_nrt": False, "error_model": "numpy"})
+@overload(row_max, jit_options=CODE_FLAGS)
 def _row_max_impl(a):
     if a.dtype.bitwidth == 32:
         it, inf = np.int32, np.int32(0x7F800000)
