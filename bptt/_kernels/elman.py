@@ -28,7 +28,7 @@ def _forward(x, tokens, table, p_ih, bias, p_hh, h0, resets, act, h_prev, y, lo,
     T, B, H = y.shape
     zero = y.dtype.type(0)
     y4 = y.reshape(T, 1, B, H)
-    gate_input(x, tokens, table, p_ih, bias, y4, lo, hi)
+    gate_input(x, tokens, table, p_ih, bias, y4, y.reshape(T * B, H), lo, hi)
     for t in range(T):
         hp, yt = h_prev[t], y[t]
         load_state(hp, h0 if t == 0 else y[t - 1], resets[t], lo, hi)

@@ -180,6 +180,141 @@ def make_microkernel(mr, nv, vbytes=VBYTES):
     return mk
 
 
+def _array_data(context, builder, ty, arr):
+    return context.make_array(ty)(context, builder, arr).data
+
+
+def _vector_type(context, dtype, vbytes):
+    elt = context.get_value_type(dtype)
+    return elt, ir.VectorType(elt, vbytes // context.get_abi_sizeof(elt))
+
+
+def _row_vector(builder, vty, src, full, n):
+    """The vector at ``src``: all L lanes if ``full``, else its first ``n`` lanes and zeros
+    (lane by lane, never reading beyond them)."""
+    L = vty.count
+    out = cgutils.alloca_once_value(builder, ir.Constant(vty, [ir.Constant(vty.element, 0.0)] * L))
+    with builder.if_else(full) as (then, otherwise):
+        with then:
+            builder.store(builder.load(builder.bitcast(src, vty.as_pointer()), align=1), out)
+        with otherwise:
+            with cgutils.for_range(builder, n) as lane:
+                builder.store(builder.insert_element(
+                    builder.load(out), builder.load(builder.gep(src, [lane.index])),
+                    lane.index), out)
+    return builder.load(out)
+
+
+def make_panel_copy(vbytes=VBYTES):
+    """An intrinsic ``copy(M, m_off, m_rs, P, p_off, K, w)``: for k < K, l < L:
+    ``P[p_off + k*L + l] = M[m_off + k*m_rs + l]`` for l < w, 0 beyond (offsets and the row
+    stride in elements; one vector load and store per row, where a loop of L scalar moves is
+    what LLVM makes of it otherwise)."""
+
+    @intrinsic
+    def copy(typingctx, M, m_off, m_rs, P, p_off, K, w):
+        if not (isinstance(M, types.Array) and isinstance(P, types.Array)
+                and M.dtype == P.dtype and M.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(M, m_off, m_rs, P, p_off, K, w)
+
+        def codegen(context, builder, signature, args):
+            m_arr, m_off, m_rs, p_arr, p_off, K, w = (
+                context.cast(builder, v, t, types.intp) if i not in (0, 3) else v
+                for i, (v, t) in enumerate(zip(args, signature.args)))
+            set.add(builder.function.attributes, '"min-legal-vector-width"="%d"' % (vbytes * 8))
+            elt, vty = _vector_type(context, M.dtype, vbytes)
+            intp = context.get_value_type(types.intp)
+            L = ir.Constant(intp, vty.count)
+            m_data = _array_data(context, builder, M, m_arr)
+            p_data = _array_data(context, builder, P, p_arr)
+            full = builder.icmp_signed("==", w, L)
+            with cgutils.for_range(builder, K) as loop:
+                k = loop.index
+                src = builder.gep(m_data, [builder.add(m_off, builder.mul(k, m_rs))])
+                dst = builder.gep(p_data, [builder.add(p_off, builder.mul(k, L))])
+                builder.store(_row_vector(builder, vty, src, full, w),
+                              builder.bitcast(dst, vty.as_pointer()), align=1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return copy
+
+
+def make_panel_transpose(vbytes=VBYTES):
+    """An intrinsic ``transpose(M, m_off, m_rs, P, p_off, K, w)``: for k < K, l < L:
+    ``P[p_off + k*L + l] = M[m_off + l*m_rs + k]`` for l < w, 0 beyond: the panel of L
+    columns of M^T. Done L x L tiles at a time: L row loads, log2(L) rounds of L two-vector
+    shuffles (each swaps one bit of the row index with the same bit of the column index),
+    L stores."""
+
+    @intrinsic
+    def transpose(typingctx, M, m_off, m_rs, P, p_off, K, w):
+        if not (isinstance(M, types.Array) and isinstance(P, types.Array)
+                and M.dtype == P.dtype and M.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(M, m_off, m_rs, P, p_off, K, w)
+
+        def codegen(context, builder, signature, args):
+            m_arr, m_off, m_rs, p_arr, p_off, K, w = (
+                context.cast(builder, v, t, types.intp) if i not in (0, 3) else v
+                for i, (v, t) in enumerate(zip(args, signature.args)))
+            set.add(builder.function.attributes, '"min-legal-vector-width"="%d"' % (vbytes * 8))
+            elt, vty = _vector_type(context, M.dtype, vbytes)
+            n = vty.count
+            intp = context.get_value_type(types.intp)
+            i32 = ir.IntType(32)
+
+            def const(v):
+                return ir.Constant(intp, v)
+
+            L = const(n)
+            m_data = _array_data(context, builder, M, m_arr)
+            p_data = _array_data(context, builder, P, p_arr)
+            zero = ir.Constant(vty, [ir.Constant(elt, 0.0)] * n)
+            tiles = builder.sdiv(builder.add(K, const(n - 1)), L)
+            with cgutils.for_range(builder, tiles) as loop:
+                k0 = builder.mul(loop.index, L)
+                kn = builder.sub(K, k0)
+                kn = builder.select(builder.icmp_signed("<", kn, L), kn, L)
+                full = builder.icmp_signed("==", kn, L)
+                rows = []
+                for l in range(n):
+                    cell = cgutils.alloca_once_value(builder, zero)
+                    with builder.if_then(builder.icmp_signed("<", const(l), w)):
+                        src = builder.gep(m_data, [builder.add(
+                            m_off, builder.add(builder.mul(const(l), m_rs), k0))])
+                        builder.store(_row_vector(builder, vty, src, full, kn), cell)
+                    rows.append(builder.load(cell))
+                d = 1
+                while d < n:
+                    new = list(rows)
+                    for i in range(n):
+                        if i & d:
+                            continue
+                        lo = [c if not c & d else n + c - d for c in range(n)]
+                        hi = [c + d if not c & d else n + c for c in range(n)]
+                        new[i] = builder.shuffle_vector(rows[i], rows[i + d],
+                                                        ir.Constant(ir.VectorType(i32, n), lo))
+                        new[i + d] = builder.shuffle_vector(
+                            rows[i], rows[i + d], ir.Constant(ir.VectorType(i32, n), hi))
+                    rows, d = new, 2 * d
+                for j in range(n):
+                    with builder.if_then(builder.icmp_signed("<", const(j), kn)):
+                        dst = builder.gep(p_data, [builder.add(
+                            p_off, builder.mul(builder.add(k0, const(j)), L))])
+                        builder.store(rows[j], builder.bitcast(dst, vty.as_pointer()), align=1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return transpose
+
+
+_panel_copy, _panel_transpose = make_panel_copy(), make_panel_transpose()
+
+
 @intrinsic
 def _noinline(typingctx):
     """Mark the function that calls this as never inlined by LLVM: gemm is called from many
@@ -328,51 +463,29 @@ def _lanes_impl(a):
 @njit
 def pack(M, trans, P, s0, s1):
     """Fill sub-panels s0..s1 of P (ceil(N / L), K, L) with those of M (K, N), or of M^T if
-    ``trans`` (then M is (N, K)); zero beyond N."""
+    ``trans`` (then M is (N, K)); zero beyond N. M's rows may be strided, its columns not."""
     L = _lanes(P)
-    nsub, K = P.shape[0], P.shape[1]
+    K = P.shape[1]
     N = M.shape[0] if trans else M.shape[1]
-    zero = P.dtype.type(0)
+    m_rs = M.strides[0] // M.itemsize
     for s in range(s0, s1):
         n0 = s * L
         w = min(L, N - n0)
         if trans:
-            if w == L:
-                for k in range(K):
-                    dst = P[s, k]
-                    for l in range(L):
-                        dst[l] = M[n0 + l, k]
-                continue
-            for k in range(K):
-                dst = P[s, k]
-                for l in range(L):
-                    dst[l] = M[n0 + l, k] if l < w else zero
+            _panel_transpose(M, n0 * m_rs, m_rs, P, s * K * L, K, w)
         else:
-            _copy_panel_rows(M, P, s, n0, w, 0, K)
-
-
-@njit
-def _copy_panel_rows(M, P, s, n0, w, k0, k1):
-    L = _lanes(P)
-    zero = P.dtype.type(0)
-    for k in range(k0, k1):
-        dst, src = P[s, k], M[k, n0:n0 + w]
-        if w == L:
-            for l in range(L):
-                dst[l] = src[l]
-        else:
-            for l in range(L):
-                dst[l] = src[l] if l < w else zero
+            _panel_copy(M, n0, m_rs, P, s * K * L, K, w)
 
 
 @njit
 def pack_range(M, P, k0, k1):
     """Rows k0..k1 of ``pack(M, False, P)`` (so that threads can pack disjoint rows)."""
     L = _lanes(P)
-    N = M.shape[1]
+    K, N = P.shape[1], M.shape[1]
+    m_rs = M.strides[0] // M.itemsize
     for s in range(P.shape[0]):
         n0 = s * L
-        _copy_panel_rows(M, P, s, n0, min(L, N - n0), k0, k1)
+        _panel_copy(M, k0 * m_rs + n0, m_rs, P, (s * K + k0) * L, k1 - k0, min(L, N - n0))
 
 
 def packed_shape(K, N, dtype):

@@ -30,7 +30,7 @@ def _forward(x, tokens, table, p_ih, bias, p_hh, b_hn, h0, resets, gates, h_prev
     wide_vectors()
     T, B, H = y.shape
     one = y.dtype.type(1)
-    gate_input(x, tokens, table, p_ih, bias, gates, lo, hi)
+    gate_input(x, tokens, table, p_ih, bias, gates, y.reshape(T * B, H), lo, hi)
     bn = rows(b_hn, lo, hi)
     for t in range(T):
         hp, gt = h_prev[t], gates[t]

@@ -30,7 +30,7 @@ def _forward(x, tokens, table, p_ih, bias, p_hh, h0, c, resets, gates, h_prev, c
     the activated gates, h_prev, c_prev, tanh_c and y (T, B, H)."""
     wide_vectors()
     T, B, H = y.shape
-    gate_input(x, tokens, table, p_ih, bias, gates, lo, hi)
+    gate_input(x, tokens, table, p_ih, bias, gates, y.reshape(T * B, H), lo, hi)
     for t in range(T):
         hp, cp, gt = h_prev[t], c_prev[t], gates[t]
         load_state(hp, h0 if t == 0 else y[t - 1], resets[t], lo, hi)
