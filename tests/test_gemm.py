@@ -95,6 +95,36 @@ def test_pack_layout_and_padding():
     np.testing.assert_array_equal(r, p)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("K,N", [(1, 1), (5, 37), (16, 16), (17, 33), (40, 100), (64, 8),
+                                 (100, 15)])
+def test_pack_by_tiles_matches_the_definition(dtype, K, N):
+    """pack copies rows by whole vectors and transposes by L x L tiles: every partial tile
+    (K not a multiple of L) and partial panel (N not a multiple of L) is checked against
+    P[s, k, l] = M[k, s*L + l] (zero beyond N), from M and from M^T, with rows that are
+    strided in memory too (a view of a wider array)."""
+    rng = np.random.default_rng([K, N])
+    m = rng.standard_normal((K, N)).astype(dtype)
+    L = G.lanes(dtype)
+    want = np.zeros(G.packed_shape(K, N, dtype), dtype)
+    for s in range(want.shape[0]):
+        w = min(L, N - s * L)
+        want[s, :, :w] = m[:, s * L:s * L + w]
+    wide = np.full((K, N + 7), np.nan, dtype)
+    wide[:, :N] = m
+    wide_t = np.full((N, K + 5), np.nan, dtype)
+    wide_t[:, :K] = m.T
+    for src, trans in ((m, False), (np.ascontiguousarray(m.T), True), (wide[:, :N], False),
+                       (wide_t[:, :K], True)):
+        p = np.full_like(want, np.nan)
+        G.pack(src, trans, p, 0, p.shape[0])
+        np.testing.assert_array_equal(p, want)
+    r = np.full_like(want, np.nan)
+    G.pack_range(m, r, 0, K // 2)
+    G.pack_range(m, r, K // 2, K)
+    np.testing.assert_array_equal(r, want)
+
+
 def test_vector_width_of_the_target():
     assert G.vector_bytes("+avx,+avx2,+avx512f,+fma") == 64
     assert G.vector_bytes("+avx,+avx2,-avx512f,+fma") == 32
@@ -106,8 +136,9 @@ def test_vector_width_of_the_target():
     ("haswell", "+avx,+avx2,+fma,+sse2,+sse4.2,+popcnt,+f16c,+bmi,+bmi2", 32),
     ("x86-64", "", 16)])
 def test_other_vector_widths(tmp_path, cpu, features, vbytes):
-    """The micro-kernels for AVX2 and for 16-byte vectors, compiled for those targets in a
-    fresh process, give numpy's products (this machine runs their code too)."""
+    """The micro-kernels and the packing (by rows and by transposed tiles) for AVX2 and for
+    16-byte vectors, compiled for those targets in a fresh process, give numpy's products
+    (this machine runs their code too)."""
     if os.uname().machine not in ("x86_64", "AMD64"):
         pytest.skip("the targets named are x86 ones")
     if vbytes == 32 and "avx2" not in open("/proc/cpuinfo").read():
@@ -123,6 +154,9 @@ def test_other_vector_widths(tmp_path, cpu, features, vbytes):
                 m = rng.standard_normal((K, N)).astype(dt)
                 p = np.empty(G.packed_shape(K, N, dt), dt)
                 G.pack(m, False, p, 0, p.shape[0])
+                pt = np.empty_like(p)
+                G.pack(np.ascontiguousarray(m.T), True, pt, 0, pt.shape[0])
+                assert np.array_equal(p, pt), (dt, K, N)
                 c = np.zeros((R, N), dt)
                 G.gemm(a, trans, p, N, c, 0, R, False)
                 want = (a.T if trans else a).astype(np.float64) @ m
