@@ -12,7 +12,7 @@ import numpy as np
 from . import _parallel
 from ._kernels import layers as _layer_kernels
 from ._kernels._common import buffer
-from ._validate import choice, weight_mask
+from ._validate import choice, value_range, weight_mask
 
 
 class Loss:
@@ -122,8 +122,9 @@ class SoftmaxCrossEntropy(Loss):
             raise ValueError(f"{self!r}: targets must have shape {y.shape[:2]} (T, B) to match "
                              f"logits {y.shape}, got {t.shape}")
         valid = t if self.ignore_index is None else t[t != self.ignore_index]
-        if valid.size and (valid.min() < 0 or valid.max() >= y.shape[2]):
-            bad = valid.min() if valid.min() < 0 else valid.max()
+        lo, hi = value_range(valid) if valid.size else (0, 0)
+        if lo < 0 or hi >= y.shape[2]:
+            bad = lo if lo < 0 else hi
             raise ValueError(f"{self!r}: target {int(bad)} is outside the {y.shape[2]} classes "
                              f"[0, {y.shape[2]})")
         return t
