@@ -293,13 +293,11 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
                    ph, *extra, *(kernel_array(cache[k], dt) for k in cached), *dstate,
                    *arrays.values()),
                   work=T * B * GH * (D + H))
-    bias = sums.sum(axis=2).reshape(sums.shape[0], GH)
-    g["bias_ih"] += bias[0].astype(dt)
-    g["bias_hh"] += bias[-1].astype(dt)
     da = arrays[work[0][0]].reshape(G, T * B, H)
     da_h = da if dah is None else arrays[dah].reshape(G, T * B, H)
     _parallel.run(weight_gradients, GH,
-                  (da, da_h, px, ph, D, tokens, d_table, g["weight_ih"], g["weight_hh"]),
+                  (da, da_h, px, ph, D, tokens, d_table, g["weight_ih"], g["weight_hh"], sums,
+                   g["bias_ih"], g["bias_hh"]),
                   work=T * B * GH * (H + (0 if folded else D)))
     if folded:
         V = d_table.shape[1]
@@ -314,14 +312,17 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
 
 
 @njit
-def weight_gradients(da, da_h, px, ph, D, tokens, d_table, g_w_ih, g_w_hh, lo, hi):
+def weight_gradients(da, da_h, px, ph, D, tokens, d_table, g_w_ih, g_w_hh, sums, g_b_ih,
+                     g_b_hh, lo, hi):
     """Rows lo..hi of the weight gradients, from all T*B positions at once: for each gate k,
     dW_hh[k block] += da_h[k]^T h_prev and dW_ih[k block] += da[k]^T x. da, da_h (G, T*B, H);
-    px, ph the panels of x (T*B, D) and h_prev (T*B, H). With an embedding folded in (tokens
-    (T*B,) not empty) dW_ih is left to :func:`embedding_gradients`; instead the rows of
-    d_table (G, V, H) for the matching share of the tokens are set to the sums of da by
-    token."""
+    px, ph the panels of x (T*B, D) and h_prev (T*B, H). The biases: g_b_ih, g_b_hh (G*H,)
+    += the sums over the streams of sums[0] and sums[-1] (S, G, B, H) float64, in stream
+    order, rounded to the biases' dtype. With an embedding folded in (tokens (T*B,) not
+    empty) dW_ih is left to :func:`embedding_gradients`; instead the rows of d_table
+    (G, V, H) for the matching share of the tokens are set to the sums of da by token."""
     G, N, H = da.shape
+    bias_gradients(sums, g_b_ih, g_b_hh, lo, hi)
     for k in range(G):
         a, b = max(lo, k * H), min(hi, (k + 1) * H)
         if a < b:
@@ -343,6 +344,22 @@ def weight_gradients(da, da_h, px, ph, D, tokens, d_table, g_w_ih, g_w_hh, lo, h
                 src, dst = da[k, n], d_table[k, v]
                 for j in range(H):
                     dst[j] += src[j]
+
+
+@njit
+def bias_gradients(sums, g_b_ih, g_b_hh, lo, hi):
+    """g_b_ih[r], g_b_hh[r] += the sums over the streams of sums[0] and sums[-1] (S, G, B, H)
+    float64 at r = k*H + j, for r in lo..hi: in stream order (numpy's order for that axis),
+    rounded to the biases' dtype."""
+    S, B, H = sums.shape[0], sums.shape[2], sums.shape[3]
+    for r in range(lo, hi):
+        k, j = divmod(r, H)
+        s_ih = s_hh = 0.0
+        for b in range(B):
+            s_ih += sums[0, k, b, j]
+            s_hh += sums[S - 1, k, b, j]
+        g_b_ih[r] += g_b_ih.dtype.type(s_ih)
+        g_b_hh[r] += g_b_hh.dtype.type(s_hh)
 
 
 @njit
