@@ -76,7 +76,9 @@ class Dense(Module):
         n = x2.shape[0]
         dx = buffer(self, "dx", x.shape, dt)
         # dW = dy^T x sums over the n rows; of the two operands, the narrower one is packed
-        transposed = n_out < n_in
+        # (dW^T = x^T dy, then added into dW transposed: a strided pass over dW, which pays
+        # only when packing x instead of dy would move several times as many numbers)
+        transposed = n_out < n_in and n * (n_in - n_out) > 4 * n_in * n_out
         m = dy2 if transposed else x2
         p_m = buffer(self, "p_m", packed_shape(n, m.shape[1], dt), dt)
         work = n * n_in * n_out

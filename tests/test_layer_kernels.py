@@ -55,3 +55,27 @@ def test_row_max_keeps_the_dtype():
     _row_max(np.zeros(3, np.float32))
     sigs = {s.args[0].dtype: s.return_type for s in _row_max.nopython_signatures}
     assert sigs[numba.float32] == numba.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,n_in,n_out", [(6, 20, 3), (200, 20, 3), (40, 3, 20), (25, 100, 65),
+                                          (1600, 256, 65)])
+def test_dense_gradients_either_operand_packed(dtype, n, n_in, n_out):
+    """Dense's backward packs x or dy for dW = dy^T x, whichever moves less (for a narrow
+    output and many rows, dy, then dW comes out transposed): both ways give numpy's
+    gradients, accumulated into what the gradients held."""
+    import bptt
+    rng = np.random.default_rng([n, n_in, n_out])
+    layer = bptt.Dense(n_in, n_out, dtype=dtype, seed=0)
+    x = rng.standard_normal((n, 1, n_in)).astype(dtype)
+    dy = rng.standard_normal((n, 1, n_out)).astype(dtype)
+    g0 = {k: rng.standard_normal(g.shape).astype(dtype) for k, g in layer.grads.items()}
+    for k, g in layer.grads.items():
+        g[...] = g0[k]
+    _, _, cache = layer.forward(x)
+    dx, _ = layer.backward(dy, (), cache)
+    x2, dy2 = x.reshape(n, n_in).astype(np.float64), dy.reshape(n, n_out).astype(np.float64)
+    tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
+    np.testing.assert_allclose(layer.grads["weight"], g0["weight"] + dy2.T @ x2, **tol)
+    np.testing.assert_allclose(layer.grads["bias"], g0["bias"] + dy2.sum(axis=0), **tol)
+    np.testing.assert_allclose(dx.reshape(n, n_in), dy2 @ layer.params["weight"], **tol)
