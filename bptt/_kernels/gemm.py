@@ -181,19 +181,22 @@ def make_microkernel(mr, nv, vbytes=VBYTES):
 
 
 def _array_data(context, builder, ty, arr):
+    """The data pointer of array ``arr`` of numba type ``ty``."""
     return context.make_array(ty)(context, builder, arr).data
 
 
 def _vector_type(context, dtype, vbytes):
+    """The LLVM vector of ``vbytes`` bytes of ``dtype``."""
     elt = context.get_value_type(dtype)
-    return elt, ir.VectorType(elt, vbytes // context.get_abi_sizeof(elt))
+    return ir.VectorType(elt, vbytes // context.get_abi_sizeof(elt))
 
 
 def _row_vector(builder, vty, src, full, n):
     """The vector at ``src``: all L lanes if ``full``, else its first ``n`` lanes and zeros
     (lane by lane, never reading beyond them)."""
     L = vty.count
-    out = cgutils.alloca_once_value(builder, ir.Constant(vty, [ir.Constant(vty.element, 0.0)] * L))
+    zero = ir.Constant(vty, [ir.Constant(vty.element, 0.0)] * L)
+    out = cgutils.alloca_once_value(builder, zero)
     with builder.if_else(full) as (then, otherwise):
         with then:
             builder.store(builder.load(builder.bitcast(src, vty.as_pointer()), align=1), out)
@@ -205,41 +208,50 @@ def _row_vector(builder, vty, src, full, n):
     return builder.load(out)
 
 
-def make_panel_copy(vbytes=VBYTES):
-    """An intrinsic ``copy(M, m_off, m_rs, P, p_off, K, w)``: for k < K, l < L:
-    ``P[p_off + k*L + l] = M[m_off + k*m_rs + l]`` for l < w, 0 beyond (offsets and the row
-    stride in elements; one vector load and store per row, where a loop of L scalar moves is
-    what LLVM makes of it otherwise)."""
+def _panel_intrinsic(emit, vbytes):
+    """An intrinsic ``f(M, m_off, m_rs, P, p_off, K, w)`` on two float arrays of one dtype
+    whose code ``emit(builder, vty, intp, m_data, m_off, m_rs, p_data, p_off, K, w)`` makes
+    (the vector type of the dtype, the scalars cast to intp, the arrays' data pointers)."""
 
     @intrinsic
-    def copy(typingctx, M, m_off, m_rs, P, p_off, K, w):
+    def panel(typingctx, M, m_off, m_rs, P, p_off, K, w):
         if not (isinstance(M, types.Array) and isinstance(P, types.Array)
                 and M.dtype == P.dtype and M.dtype in (types.float32, types.float64)):
             return None
         sig = types.void(M, m_off, m_rs, P, p_off, K, w)
 
         def codegen(context, builder, signature, args):
-            m_arr, m_off, m_rs, p_arr, p_off, K, w = (
-                context.cast(builder, v, t, types.intp) if i not in (0, 3) else v
-                for i, (v, t) in enumerate(zip(args, signature.args)))
+            m_off, m_rs, p_off, K, w = (context.cast(builder, args[i], signature.args[i],
+                                                     types.intp) for i in (1, 2, 4, 5, 6))
             set.add(builder.function.attributes, '"min-legal-vector-width"="%d"' % (vbytes * 8))
-            elt, vty = _vector_type(context, M.dtype, vbytes)
-            intp = context.get_value_type(types.intp)
-            L = ir.Constant(intp, vty.count)
-            m_data = _array_data(context, builder, M, m_arr)
-            p_data = _array_data(context, builder, P, p_arr)
-            full = builder.icmp_signed("==", w, L)
-            with cgutils.for_range(builder, K) as loop:
-                k = loop.index
-                src = builder.gep(m_data, [builder.add(m_off, builder.mul(k, m_rs))])
-                dst = builder.gep(p_data, [builder.add(p_off, builder.mul(k, L))])
-                builder.store(_row_vector(builder, vty, src, full, w),
-                              builder.bitcast(dst, vty.as_pointer()), align=1)
+            vty = _vector_type(context, M.dtype, vbytes)
+            emit(builder, vty, context.get_value_type(types.intp),
+                 _array_data(context, builder, M, args[0]), m_off, m_rs,
+                 _array_data(context, builder, P, args[3]), p_off, K, w)
             return context.get_dummy_value()
 
         return sig, codegen
 
-    return copy
+    return panel
+
+
+def make_panel_copy(vbytes=VBYTES):
+    """An intrinsic ``copy(M, m_off, m_rs, P, p_off, K, w)``: for k < K, l < L:
+    ``P[p_off + k*L + l] = M[m_off + k*m_rs + l]`` for l < w, 0 beyond (offsets and the row
+    stride in elements; one vector load and store per row, where a loop of L scalar moves is
+    what LLVM makes of it otherwise)."""
+
+    def emit(builder, vty, intp, m_data, m_off, m_rs, p_data, p_off, K, w):
+        L = ir.Constant(intp, vty.count)
+        full = builder.icmp_signed("==", w, L)
+        with cgutils.for_range(builder, K) as loop:
+            k = loop.index
+            src = builder.gep(m_data, [builder.add(m_off, builder.mul(k, m_rs))])
+            dst = builder.gep(p_data, [builder.add(p_off, builder.mul(k, L))])
+            builder.store(_row_vector(builder, vty, src, full, w),
+                          builder.bitcast(dst, vty.as_pointer()), align=1)
+
+    return _panel_intrinsic(emit, vbytes)
 
 
 def make_panel_transpose(vbytes=VBYTES):
@@ -249,67 +261,48 @@ def make_panel_transpose(vbytes=VBYTES):
     shuffles (each swaps one bit of the row index with the same bit of the column index),
     L stores."""
 
-    @intrinsic
-    def transpose(typingctx, M, m_off, m_rs, P, p_off, K, w):
-        if not (isinstance(M, types.Array) and isinstance(P, types.Array)
-                and M.dtype == P.dtype and M.dtype in (types.float32, types.float64)):
-            return None
-        sig = types.void(M, m_off, m_rs, P, p_off, K, w)
+    def emit(builder, vty, intp, m_data, m_off, m_rs, p_data, p_off, K, w):
+        n = vty.count
+        masks = ir.VectorType(ir.IntType(32), n)
 
-        def codegen(context, builder, signature, args):
-            m_arr, m_off, m_rs, p_arr, p_off, K, w = (
-                context.cast(builder, v, t, types.intp) if i not in (0, 3) else v
-                for i, (v, t) in enumerate(zip(args, signature.args)))
-            set.add(builder.function.attributes, '"min-legal-vector-width"="%d"' % (vbytes * 8))
-            elt, vty = _vector_type(context, M.dtype, vbytes)
-            n = vty.count
-            intp = context.get_value_type(types.intp)
-            i32 = ir.IntType(32)
+        def const(v):
+            return ir.Constant(intp, v)
 
-            def const(v):
-                return ir.Constant(intp, v)
+        L = const(n)
+        zero = ir.Constant(vty, [ir.Constant(vty.element, 0.0)] * n)
+        tiles = builder.sdiv(builder.add(K, const(n - 1)), L)
+        with cgutils.for_range(builder, tiles) as loop:
+            k0 = builder.mul(loop.index, L)
+            kn = builder.sub(K, k0)
+            kn = builder.select(builder.icmp_signed("<", kn, L), kn, L)
+            full = builder.icmp_signed("==", kn, L)
+            rows = []
+            for l in range(n):
+                cell = cgutils.alloca_once_value(builder, zero)
+                with builder.if_then(builder.icmp_signed("<", const(l), w)):
+                    src = builder.gep(m_data, [builder.add(
+                        m_off, builder.add(builder.mul(const(l), m_rs), k0))])
+                    builder.store(_row_vector(builder, vty, src, full, kn), cell)
+                rows.append(builder.load(cell))
+            d = 1
+            while d < n:
+                new = list(rows)
+                for i in range(n):
+                    if i & d:
+                        continue
+                    lo = [c if not c & d else n + c - d for c in range(n)]
+                    hi = [c + d if not c & d else n + c for c in range(n)]
+                    new[i] = builder.shuffle_vector(rows[i], rows[i + d], ir.Constant(masks, lo))
+                    new[i + d] = builder.shuffle_vector(rows[i], rows[i + d],
+                                                        ir.Constant(masks, hi))
+                rows, d = new, 2 * d
+            for j in range(n):
+                with builder.if_then(builder.icmp_signed("<", const(j), kn)):
+                    dst = builder.gep(p_data, [builder.add(
+                        p_off, builder.mul(builder.add(k0, const(j)), L))])
+                    builder.store(rows[j], builder.bitcast(dst, vty.as_pointer()), align=1)
 
-            L = const(n)
-            m_data = _array_data(context, builder, M, m_arr)
-            p_data = _array_data(context, builder, P, p_arr)
-            zero = ir.Constant(vty, [ir.Constant(elt, 0.0)] * n)
-            tiles = builder.sdiv(builder.add(K, const(n - 1)), L)
-            with cgutils.for_range(builder, tiles) as loop:
-                k0 = builder.mul(loop.index, L)
-                kn = builder.sub(K, k0)
-                kn = builder.select(builder.icmp_signed("<", kn, L), kn, L)
-                full = builder.icmp_signed("==", kn, L)
-                rows = []
-                for l in range(n):
-                    cell = cgutils.alloca_once_value(builder, zero)
-                    with builder.if_then(builder.icmp_signed("<", const(l), w)):
-                        src = builder.gep(m_data, [builder.add(
-                            m_off, builder.add(builder.mul(const(l), m_rs), k0))])
-                        builder.store(_row_vector(builder, vty, src, full, kn), cell)
-                    rows.append(builder.load(cell))
-                d = 1
-                while d < n:
-                    new = list(rows)
-                    for i in range(n):
-                        if i & d:
-                            continue
-                        lo = [c if not c & d else n + c - d for c in range(n)]
-                        hi = [c + d if not c & d else n + c for c in range(n)]
-                        new[i] = builder.shuffle_vector(rows[i], rows[i + d],
-                                                        ir.Constant(ir.VectorType(i32, n), lo))
-                        new[i + d] = builder.shuffle_vector(
-                            rows[i], rows[i + d], ir.Constant(ir.VectorType(i32, n), hi))
-                    rows, d = new, 2 * d
-                for j in range(n):
-                    with builder.if_then(builder.icmp_signed("<", const(j), kn)):
-                        dst = builder.gep(p_data, [builder.add(
-                            p_off, builder.mul(builder.add(k0, const(j)), L))])
-                        builder.store(rows[j], builder.bitcast(dst, vty.as_pointer()), align=1)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return transpose
+    return _panel_intrinsic(emit, vbytes)
 
 
 _panel_copy, _panel_transpose = make_panel_copy(), make_panel_transpose()
