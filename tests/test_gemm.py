@@ -102,7 +102,8 @@ def test_pack_by_tiles_matches_the_definition(dtype, K, N):
     """pack copies rows by whole vectors and transposes by L x L tiles: every partial tile
     (K not a multiple of L) and partial panel (N not a multiple of L) is checked against
     P[s, k, l] = M[k, s*L + l] (zero beyond N), from M and from M^T, with rows that are
-    strided in memory too (a view of a wider array)."""
+    strided in memory too (a view of a wider array), and with strided columns (packed element
+    by element)."""
     rng = np.random.default_rng([K, N])
     m = rng.standard_normal((K, N)).astype(dtype)
     L = G.lanes(dtype)
@@ -114,15 +115,20 @@ def test_pack_by_tiles_matches_the_definition(dtype, K, N):
     wide[:, :N] = m
     wide_t = np.full((N, K + 5), np.nan, dtype)
     wide_t[:, :K] = m.T
+    cols = np.full((K, 2 * N), np.nan, dtype)
+    cols[:, ::2] = m
+    cols_t = np.full((N, 2 * K), np.nan, dtype)
+    cols_t[:, ::2] = m.T
     for src, trans in ((m, False), (np.ascontiguousarray(m.T), True), (wide[:, :N], False),
-                       (wide_t[:, :K], True)):
+                       (wide_t[:, :K], True), (cols[:, ::2], False), (cols_t[:, ::2], True)):
         p = np.full_like(want, np.nan)
         G.pack(src, trans, p, 0, p.shape[0])
         np.testing.assert_array_equal(p, want)
-    r = np.full_like(want, np.nan)
-    G.pack_range(m, r, 0, K // 2)
-    G.pack_range(m, r, K // 2, K)
-    np.testing.assert_array_equal(r, want)
+    for src in (m, cols[:, ::2]):
+        r = np.full_like(want, np.nan)
+        G.pack_range(src, r, 0, K // 2)
+        G.pack_range(src, r, K // 2, K)
+        np.testing.assert_array_equal(r, want)
 
 
 def test_vector_width_of_the_target():

@@ -172,14 +172,14 @@ def gate_input(x, tokens, table, p_ih, bias, gates, scratch, lo, hi):
     """gates[t, k, lo:hi] = the input projection of gate k, x[t, lo:hi] @ W_ih[k block]^T +
     bias[k block], for every t (p_ih the gate panels of W_ih^T). With all the streams on
     this thread, one product over the T*B rows per gate, into ``scratch`` (T*B, H) (the
-    kernel's output array: not yet filled; it may be the gates themselves, G = 1) and from
-    there into the gates (a row at a time, the weights are read again for every row: at
-    B = 1 that was most of a forward). With an embedding folded in (tokens (T, B) not empty)
-    it does nothing: :func:`step_input` fills each step's rows instead."""
+    kernel's output array: not yet filled; it may be the gates themselves, G = 1), then into
+    the gates: a product per step would read the weights again at every step (at B = 1 that
+    was most of a forward). With an embedding folded in (tokens (T, B) not empty) it does
+    nothing: :func:`step_input` fills each step's rows instead."""
     T, G, B, H = gates.shape
     if tokens.shape[0] != 0:
         return
-    if lo == 0 and hi == B and T > 1:
+    if lo == 0 and hi == B:
         xs = x.reshape(T * B, x.shape[2])
         for k in range(G):
             gemm(xs, False, p_ih[k], H, scratch, 0, T * B, False)

@@ -456,10 +456,13 @@ def _lanes_impl(a):
 @njit
 def pack(M, trans, P, s0, s1):
     """Fill sub-panels s0..s1 of P (ceil(N / L), K, L) with those of M (K, N), or of M^T if
-    ``trans`` (then M is (N, K)); zero beyond N. M's rows may be strided, its columns not."""
+    ``trans`` (then M is (N, K)); zero beyond N."""
     L = _lanes(P)
     K = P.shape[1]
     N = M.shape[0] if trans else M.shape[1]
+    if M.shape[1] > 1 and M.strides[1] != M.itemsize:
+        _pack_strided(M, trans, P, s0, s1, 0, K)
+        return
     m_rs = M.strides[0] // M.itemsize
     for s in range(s0, s1):
         n0 = s * L
@@ -475,10 +478,27 @@ def pack_range(M, P, k0, k1):
     """Rows k0..k1 of ``pack(M, False, P)`` (so that threads can pack disjoint rows)."""
     L = _lanes(P)
     K, N = P.shape[1], M.shape[1]
+    if N > 1 and M.strides[1] != M.itemsize:
+        _pack_strided(M, False, P, 0, P.shape[0], k0, k1)
+        return
     m_rs = M.strides[0] // M.itemsize
     for s in range(P.shape[0]):
         n0 = s * L
         _panel_copy(M, k0 * m_rs + n0, m_rs, P, (s * K + k0) * L, k1 - k0, min(L, N - n0))
+
+
+@njit
+def _pack_strided(M, trans, P, s0, s1, k0, k1):
+    """Rows k0..k1 of sub-panels s0..s1 of :func:`pack`, element by element: for an M whose
+    columns are not adjacent in memory (the vector loads need them so)."""
+    L = _lanes(P)
+    N = M.shape[0] if trans else M.shape[1]
+    zero = P.dtype.type(0)
+    for s in range(s0, s1):
+        for k in range(k0, k1):
+            for l in range(L):
+                n = s * L + l
+                P[s, k, l] = zero if n >= N else (M[n, k] if trans else M[k, n])
 
 
 def packed_shape(K, N, dtype):
