@@ -21,6 +21,8 @@ The vector width is that of the CPU numba compiles for (part of numba's cache ke
 never mixes widths): AVX-512 64 bytes, AVX2 32, anything else 16.
 """
 
+import functools
+
 import numba
 import numpy as np
 from llvmlite import binding as _ll
@@ -501,7 +503,9 @@ def _pack_strided(M, trans, P, s0, s1, k0, k1):
                 P[s, k, l] = zero if n >= N else (M[n, k] if trans else M[k, n])
 
 
+@functools.lru_cache(maxsize=256)
 def packed_shape(K, N, dtype):
-    """Shape of the packed form of a (K, N) matrix of ``dtype``."""
+    """Shape of the packed form of a (K, N) matrix of ``dtype`` (remembered: a training step
+    asks for the same few shapes a dozen times)."""
     L = lanes(dtype)
     return (-(-N // L), K, L)
