@@ -57,21 +57,6 @@ def wide_vectors(typingctx):
 
 
 @intrinsic
-def _bits_to_float32(typingctx, bits):
-    """Reinterpret the low 32 bits of an integer as a float32."""
-    if not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        v = args[0]
-        if bits.bitwidth > 32:
-            v = builder.trunc(v, ir.IntType(32))
-        return builder.bitcast(v, ir.FloatType())
-
-    return types.float32(bits), codegen
-
-
-@intrinsic
 def bits_as_float(typingctx, bits):
     """Reinterpret an int32 as a float32, an int64 as a float64."""
     if not (isinstance(bits, types.Integer) and bits.bitwidth in (32, 64)):
@@ -122,7 +107,8 @@ def _exp32(x):
     # (n = 128) and in the subnormal range come out right
     k = np.int64(n)
     k1 = k >> 1
-    return (p * _bits_to_float32((k1 + 127) << 23)) * _bits_to_float32((k - k1 + 127) << 23)
+    return (p * bits_as_float(np.int32((k1 + 127) << 23))) * bits_as_float(
+        np.int32((k - k1 + 127) << 23))
 
 
 @register_jitable
@@ -135,7 +121,7 @@ def _exp32_normal(x):
     r = x - n * _LN2_HI
     r = r - n * _LN2_LO
     p = (((((_X6 * r + _X5) * r + _X4) * r + _X3) * r + _X2) * r + _ONE) * r + _ONE
-    return p * _bits_to_float32((np.int32(n) + np.int32(127)) << np.int32(23))
+    return p * bits_as_float(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
 
 
 @register_jitable
