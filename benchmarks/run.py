@@ -21,6 +21,7 @@ hidden_size.png.
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import statistics
@@ -107,22 +108,29 @@ def numpy_step_fn(cell, T, B, H, seed=0):
     return lambda: net.step(x, y)
 
 
-def time_interleaved(fns, steps, warmup=3, rounds=4, settle=0.3):
+def time_interleaved(fns, steps, warmup=3, rounds=4, settle=0.3, min_block=0.05):
     """Median seconds per call of each function, in blocks interleaved round by round.
 
     Before each block the machine is left idle for ``settle`` seconds and one untimed call is
     made: the BLAS and OpenMP worker threads of the previous framework spin for a while after
-    their last job, and would otherwise be timed as part of the next one's."""
+    their last job, and would otherwise be timed as part of the next one's. A block is
+    ``steps // rounds`` calls, or as many as fill ``min_block`` seconds if more: after the
+    idle time a step runs slow for the first few milliseconds (measured here: a 0.25 ms step
+    took 0.37 ms, then 0.30, and about 8 steps to settle), so a block of ten short steps
+    timed mostly the wake-up, while a training loop runs steps back to back."""
     times = {k: [] for k in fns}
-    for f in fns.values():
+    per_round = {}
+    for k, f in fns.items():
         for _ in range(warmup):
+            t0 = time.perf_counter()
             f()
-    per_round = max(1, steps // rounds)
+            last = time.perf_counter() - t0
+        per_round[k] = max(1, steps // rounds, math.ceil(min_block / max(last, 1e-9)))
     for _ in range(rounds):
         for k, f in fns.items():
             time.sleep(settle)
             f()
-            for _ in range(per_round):
+            for _ in range(per_round[k]):
                 t0 = time.perf_counter()
                 f()
                 times[k].append(time.perf_counter() - t0)

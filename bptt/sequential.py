@@ -11,6 +11,7 @@ import copy
 
 import numpy as np
 
+from ._kernels.optim import zero
 from ._validate import as_dtype, bool_mask, float_sequence, token_sequence
 from .layers import Embedding
 from .module import Module, consolidate, module_config, module_from_config
@@ -107,7 +108,7 @@ class Sequential(Module):
         self.flat_params, self.flat_grads = consolidate(self)
 
     def zero_grad(self):
-        self.flat_grads.fill(0)
+        zero(self.flat_grads)
 
     def astype(self, dtype):
         """Cast every part to ``dtype`` (new arrays: build optimizers after casting)."""

@@ -20,13 +20,14 @@ call (no BLAS: a multi-threaded BLAS spins its own threads between calls, which 
 kernels' threads, and packs its operands again at every step).
 """
 
+import functools
 import sys
 
 import numpy as np
 
 from .. import _parallel
 from .._config import njit
-from .._memory import aligned_copy, aligned_empty, aligned_zeros
+from .._memory import aligned_empty
 from .gemm import gemm, pack, pack_range, packed_shape
 
 
@@ -52,6 +53,15 @@ def buffer(owner, name, shape, dtype):
         return a
     a = pool[name] = aligned_empty(shape, dtype)
     return a
+
+
+@functools.lru_cache(maxsize=256)
+def nothing(shape, dtype):
+    """A zero-size array of ``shape`` (some dimension 0) and ``dtype``, made once: what the
+    kernels take for "none" (no tokens, no recording, zeros). With no elements it is never
+    written, so every call may share it (making one costs as much as a small kernel's
+    argument checks)."""
+    return np.zeros(shape, dtype)
 
 
 def kernel_array(a, dtype):
@@ -124,11 +134,9 @@ def clip_value(ctx, dtype):
 def norm_record(ctx, n_states, T, B, dtype):
     """(n_states, T, B) zeros to record state-gradient norms into when ``ctx`` asks for them,
     else an empty (n_states, 0, B) array (the kernels then skip recording)."""
-    rec = ctx is not None and ctx.record_state_grads
-    return np.zeros((n_states, T if rec else 0, B), dtype=dtype)
-
-
-NO_TOKENS = np.zeros((0, 0), dtype=np.int64)
+    if ctx is not None and ctx.record_state_grads:
+        return np.zeros((n_states, T, B), dtype=dtype)
+    return nothing((n_states, 0, B), dtype)
 
 
 def input_arrays(cell, x, fold, bias, p_ih, T, B):
@@ -139,13 +147,13 @@ def input_arrays(cell, x, fold, bias, p_ih, T, B):
     table). ``bias`` (G*H,) is what the input projection adds."""
     dt, G = cell.dtype, cell.gates
     if fold is None:
-        return x, NO_TOKENS, np.zeros((0, 0, 0), dt), p_ih, bias
+        return x, nothing((0, 0), np.int64), nothing((0, 0, 0), dt), p_ih, bias
     tokens, emb = fold
     w = kernel_array(emb.params["weight"], dt)
     V, H = w.shape[0], cell.hidden_size
     table = buffer(cell, "table", (G, V, H), dt)
     _parallel.run(gate_table, V, (w, p_ih, bias, table), work=w.size * G * H)
-    return (np.zeros((0, B, cell.input_size), dt), kernel_array(tokens, np.int64), table, p_ih,
+    return (nothing((0, B, cell.input_size), dt), kernel_array(tokens, np.int64), table, p_ih,
             bias[:0])
 
 
@@ -276,7 +284,7 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     folded = "tokens" in cache
     if folded:
         emb = cache["embedding"]
-        x = dx = np.zeros((0, B, D), dt)
+        x = dx = nothing((0, B, D), dt)
         px = packed(cell, "px", kernel_array(emb.params["weight"], dt), False)
         tokens = kernel_array(cache["tokens"], np.int64).reshape(-1)
         d_table = buffer(cell, "d_table", (G, px.shape[1], H), dt)
@@ -284,7 +292,7 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
         x = kernel_array(cache["x"], dt)
         dx = buffer(cell, "dx", x.shape, dt)
         px = buffer(cell, "px", packed_shape(T * B, D, dt), dt)
-        tokens, d_table = np.zeros(0, np.int64), np.zeros((0, 0, 0), dt)
+        tokens, d_table = nothing((0,), np.int64), nothing((0, 0, 0), dt)
     arrays = {name: buffer(cell, name, shape, dt) for name, shape in work}
     _parallel.run(kernel, B,
                   (output_gradient(cell, dy, T, B), x, h_prev,
@@ -415,7 +423,7 @@ def output_gradient(cell, dy, T, B):
     """dy as a (T, B, H) kernel array, or an empty (0, B, H) array standing for zeros."""
     H = cell.hidden_size
     if dy is None:
-        return np.zeros((0, B, H), dtype=cell.dtype)
+        return nothing((0, B, H), cell.dtype)
     dy = np.asarray(dy)
     if dy.shape != (T, B, H):
         raise ValueError(f"{cell!r}: expected an output gradient of shape {(T, B, H)}, "
@@ -424,19 +432,24 @@ def output_gradient(cell, dy, T, B):
 
 
 def state_gradient(cell, dstate, B):
-    """Fresh (B, n) arrays, one per state array, holding dstate (zeros if None)."""
-    shapes = [(B, n) for n in cell.state_sizes]
-    if dstate is None:
-        return tuple(aligned_zeros(s, cell.dtype) for s in shapes)
-    if len(dstate) != len(shapes):
-        raise ValueError(f"{cell!r}: expected a state gradient of {len(shapes)} arrays, "
+    """(B, n) work arrays of ``cell``, one per state array, holding dstate (zeros if None);
+    the kernels update them in place into the gradient of the entering state."""
+    sizes = cell.state_sizes
+    if dstate is not None and len(dstate) != len(sizes):
+        raise ValueError(f"{cell!r}: expected a state gradient of {len(sizes)} arrays, "
                          f"got {len(dstate)}")
     out = []
-    for i, (d, shape) in enumerate(zip(dstate, shapes)):
-        d = np.asarray(d)
-        if d.shape != shape:
-            raise ValueError(f"{cell!r}: expected dstate[{i}] of shape {shape}, got {d.shape}")
-        out.append(aligned_copy(d, cell.dtype))
+    for i, n in enumerate(sizes):
+        a = buffer(cell, ("dstate", i), (B, n), cell.dtype)
+        if dstate is None:
+            a.fill(0)
+            out.append(a)
+            continue
+        d = np.asarray(dstate[i])
+        if d.shape != a.shape:
+            raise ValueError(f"{cell!r}: expected dstate[{i}] of shape {a.shape}, got {d.shape}")
+        a[...] = d
+        out.append(a)
     return tuple(out)
 
 

@@ -1,4 +1,5 @@
-"""Compiled elementwise updates of SGD and Adam, over a range lo..hi of 1-D arrays.
+"""Compiled elementwise updates of SGD and Adam, over a range lo..hi of 1-D arrays, and the
+zeroing of a gradient buffer.
 
 The same arithmetic as the numpy formulas in :mod:`bptt.optim.optimizers`, element by element
 and in the array's dtype (no fastmath: nothing is contracted into fused multiply-adds), so the
@@ -12,6 +13,15 @@ import numpy as np
 from .._config import njit
 
 WORK = 10   # multiply-add equivalents of updating one element (for bptt._parallel.run)
+
+
+@njit
+def zero(a):
+    """a[:] = 0 for a 1-D array (numpy's fill took 1.5 times as long on a model's flat
+    gradient: 4.4 against 2.6 us for 27,000 float32, 40 against 29 us for 300,000)."""
+    z = a.dtype.type(0)
+    for i in range(a.shape[0]):
+        a[i] = z
 
 
 @njit(fastmath=False)
