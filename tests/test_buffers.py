@@ -82,3 +82,22 @@ def test_large_work_arrays_are_page_aligned_and_guarded_the_same(rng):
     del y3
     y4, _, _ = dense.forward(x)
     assert y4.ctypes.data == address   # reused once nothing holds it
+
+
+def test_a_held_state_gradient_is_never_overwritten(rng):
+    """backward returns the entering state's gradient in work arrays of the cell: one still
+    held (here, passed on as the next call's dstate, as a TBPTT window does) is not reused."""
+    cell = bptt.LSTM(3, 4, dtype=np.float64, seed=0)
+    x = rng.standard_normal((5, 2, 3))
+    _, _, cache = cell.forward(x)
+    dy = rng.standard_normal((5, 2, 4))
+    _, d1 = cell.backward(dy, None, cache)
+    keep = tuple(a.copy() for a in d1)
+    _, d2 = cell.backward(dy, d1, cache)
+    assert all(a is not b for a, b in zip(d1, d2))
+    for a, b in zip(d1, keep):
+        np.testing.assert_array_equal(a, b)
+    # the second call started from d1: it differs from a call from zeros
+    _, d3 = cell.backward(dy, None, cache)
+    assert not np.array_equal(d2[0], d3[0])
+    np.testing.assert_array_equal(d3[0], keep[0])
