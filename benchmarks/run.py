@@ -376,7 +376,9 @@ def markdown(res):
              ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + f"; {m['blas']}.", ""]
     if "w1" in res:
         w1 = res["w1"]
-        lines += [f"**W1**, float32, median ms per training step; GEMM rate measured in the same "
+        lines += [f"**W1**, float32, median ms per training step (4 rounds, the three "
+                  "implementations interleaved, each block at least 10 steps and 50 ms, after "
+                  "0.3 s idle and one untimed step); GEMM rate measured in the same "
                   f"run: {w1['gemm_gflops']:.0f} GFLOP/s. GFLOP/s = WORKLOADS.md's count over "
                   "the time; % of GEMM = the arithmetic bptt actually does over the time, as a "
                   "share of the GEMM rate (bptt folds the Embedding into the cell's input "
