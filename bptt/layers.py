@@ -78,12 +78,14 @@ class Dense(Module):
         # dW = dy^T x sums over the n rows; of the two operands, the narrower one is packed
         # (dW^T = x^T dy, then added into dW transposed: a strided pass over dW, and n_out
         # columns of vectors, the last one partly wasted, 65 taking 80 lanes), which pays only
-        # when packing x instead of dy would move several times as many numbers (timed on the
-        # W1 shapes: at 1600 rows of 128 or 256 inputs and 65 outputs, packing x was 3 to 20%
-        # faster; at 3200 rows of 512, 1 to 4% slower)
+        # when packing x instead of dy would move several times as many numbers. Timed side by
+        # side (direct / transposed): 0.80-0.92 at 1600 rows, 128 inputs, 65 outputs; 0.95-0.97
+        # at 256 inputs; 1.0-1.07 at 3200 rows, 256 inputs, 114 outputs (the char-LM's) and
+        # 1.01-1.04 at 3200 rows of 512 (there the packed x outgrows L2); the weight of the
+        # waste (1/40) keeps the last two transposed, and the 256 x 65 case with them
         waste = -n_out % lanes(dt)
         transposed = n_out < n_in and (n * (n_in - n_out) >
-                                       4 * n_in * n_out + waste * n * n_in / 20)
+                                       4 * n_in * n_out + waste * n * n_in / 40)
         m = dy2 if transposed else x2
         p_m = buffer(self, "p_m", packed_shape(n, m.shape[1], dt), dt)
         work = n * n_in * n_out
