@@ -443,12 +443,12 @@ def state_gradient(cell, dstate, B):
         a = buffer(cell, ("dstate", i), (B, n), cell.dtype)
         if dstate is None:
             a.fill(0)
-            out.append(a)
-            continue
-        d = np.asarray(dstate[i])
-        if d.shape != a.shape:
-            raise ValueError(f"{cell!r}: expected dstate[{i}] of shape {a.shape}, got {d.shape}")
-        a[...] = d
+        else:
+            d = np.asarray(dstate[i])
+            if d.shape != a.shape:
+                raise ValueError(f"{cell!r}: expected dstate[{i}] of shape {a.shape}, "
+                                 f"got {d.shape}")
+            a[...] = d
         out.append(a)
     return tuple(out)
 

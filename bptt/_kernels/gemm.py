@@ -64,6 +64,23 @@ def lanes(dtype, vbytes=VBYTES):
     return vbytes // (dtype.itemsize if isinstance(dtype, np.dtype) else np.dtype(dtype).itemsize)
 
 
+def _array_data(context, builder, ty, arr):
+    """The data pointer of array ``arr`` of numba type ``ty``."""
+    return context.make_array(ty)(context, builder, arr).data
+
+
+def _vector_type(context, dtype, vbytes):
+    """The LLVM vector of ``vbytes`` bytes of ``dtype``."""
+    elt = context.get_value_type(dtype)
+    return ir.VectorType(elt, vbytes // context.get_abi_sizeof(elt))
+
+
+def _allow_vectors(builder, vbytes):
+    """Let the function being built use vectors of ``vbytes`` bytes (LLVM uses 512-bit ones
+    only in functions that ask for them)."""
+    set.add(builder.function.attributes, '"min-legal-vector-width"="%d"' % (vbytes * 8))
+
+
 def make_microkernel(mr, nv, vbytes=VBYTES):
     """An intrinsic computing an mr x (nv * L) block of C:
 
@@ -94,20 +111,16 @@ def make_microkernel(mr, nv, vbytes=VBYTES):
             p_off, p_vs = as_intp(p_off, ity[5]), as_intp(p_vs, ity[6])
             c_off, c_rs, K = as_intp(c_off, ity[8]), as_intp(c_rs, ity[9]), as_intp(K, ity[10])
             last, acc = as_intp(last, ity[11]), as_intp(acc, ity[12])
-            # 512-bit vectors are only used in functions that ask for them
-            set.add(builder.function.attributes,
-                    '"min-legal-vector-width"="%d"' % (vbytes * 8))
-            elt = context.get_value_type(A.dtype)
-            L = vbytes // context.get_abi_sizeof(elt)
-            vty = ir.VectorType(elt, L)
+            _allow_vectors(builder, vbytes)
+            vty = _vector_type(context, A.dtype, vbytes)
+            elt, L = vty.element, vty.count
             i32 = ir.IntType(32)
 
             def const(v):
                 return ir.Constant(intp, v)
 
-            a_data = context.make_array(A)(context, builder, a_arr).data
-            p_data = context.make_array(P)(context, builder, p_arr).data
-            c_data = context.make_array(C)(context, builder, c_arr).data
+            a_data, p_data, c_data = (_array_data(context, builder, ty, arr) for ty, arr in
+                                      ((A, a_arr), (P, p_arr), (C, c_arr)))
             a_rows = [builder.gep(a_data, [builder.add(a_off, builder.mul(const(i), a_rs))])
                       for i in range(mr)]
             p_vecs = [builder.gep(p_data, [builder.add(p_off, builder.mul(const(v), p_vs))])
@@ -182,17 +195,6 @@ def make_microkernel(mr, nv, vbytes=VBYTES):
     return mk
 
 
-def _array_data(context, builder, ty, arr):
-    """The data pointer of array ``arr`` of numba type ``ty``."""
-    return context.make_array(ty)(context, builder, arr).data
-
-
-def _vector_type(context, dtype, vbytes):
-    """The LLVM vector of ``vbytes`` bytes of ``dtype``."""
-    elt = context.get_value_type(dtype)
-    return ir.VectorType(elt, vbytes // context.get_abi_sizeof(elt))
-
-
 def _row_vector(builder, vty, src, full, n):
     """The vector at ``src``: all L lanes if ``full``, else its first ``n`` lanes and zeros
     (lane by lane, never reading beyond them)."""
@@ -225,7 +227,7 @@ def _panel_intrinsic(emit, vbytes):
         def codegen(context, builder, signature, args):
             m_off, m_rs, p_off, K, w = (context.cast(builder, args[i], signature.args[i],
                                                      types.intp) for i in (1, 2, 4, 5, 6))
-            set.add(builder.function.attributes, '"min-legal-vector-width"="%d"' % (vbytes * 8))
+            _allow_vectors(builder, vbytes)
             vty = _vector_type(context, M.dtype, vbytes)
             emit(builder, vty, context.get_value_type(types.intp),
                  _array_data(context, builder, M, args[0]), m_off, m_rs,
