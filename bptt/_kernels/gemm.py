@@ -324,8 +324,8 @@ def _noinline(typingctx):
     return types.void(), codegen
 
 
-# The variants compiled: full blocks (MR rows, NV vectors) and their last columns (MR rows, one
-# vector at a time); blocks of 4 and 2 rows for the rows left over; single rows of 1 to 8
+# The variants compiled: full blocks (MR rows, NV vectors) and their last columns (MR rows, the
+# 1 to NV - 1 vectors left, in one pass); blocks of 4 and 2 rows for the rows left over; single rows of 1 to 8
 # vectors for the rest (a single row has one chain of fused multiply-adds per vector, each
 # waiting on the one before: all of a row's vectors, up to 8, go in one pass, so that as many
 # chains as possible are in flight). Few variants keep every kernel that calls gemm quick to
@@ -333,6 +333,7 @@ def _noinline(typingctx):
 # row does not change its numbers.
 WIDE = 8
 _full, _full1 = make_microkernel(MR, NV), make_microkernel(MR, 1)
+_full2, _full3 = make_microkernel(MR, 2), make_microkernel(MR, 3)
 _rows4, _rows2 = make_microkernel(4, NV), make_microkernel(2, NV)
 _row1, _row2, _row3, _row4, _row5, _row6, _row7, _row8 = (make_microkernel(1, v)
                                                           for v in range(1, WIDE + 1))
@@ -343,11 +344,12 @@ def _block(nv, A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, ac
     """One register block of MR rows and nv (1..NV) vectors."""
     if nv == NV:
         _full(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
-        return
-    L = P.shape[2]
-    for v in range(nv):   # the last columns: one vector at a time
-        _full1(A, a_off, a_rs, a_ks, P, p_off + v * p_vs, p_vs, C, c_off + v * L, c_rs, K,
-               last if v == nv - 1 else L, acc)
+    elif NV > 3 and nv == 3:   # the last columns in one pass (H = 100 leaves 3 of 7)
+        _full3(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    elif NV > 2 and nv == 2:
+        _full2(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
+    else:
+        _full1(A, a_off, a_rs, a_ks, P, p_off, p_vs, C, c_off, c_rs, K, last, acc)
 
 
 @njit
