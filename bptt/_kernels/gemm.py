@@ -325,12 +325,12 @@ def _noinline(typingctx):
 
 
 # The variants compiled: full blocks (MR rows, NV vectors) and their last columns (MR rows, the
-# 1 to NV - 1 vectors left, in one pass); blocks of 4 and 2 rows for the rows left over; single rows of 1 to 8
-# vectors for the rest (a single row has one chain of fused multiply-adds per vector, each
-# waiting on the one before: all of a row's vectors, up to 8, go in one pass, so that as many
-# chains as possible are in flight). Few variants keep every kernel that calls gemm quick to
-# compile. Every variant sums each element over k in the same order, so which one computes a
-# row does not change its numbers.
+# 1 to NV - 1 vectors left, in one pass); blocks of 4 and 2 rows for the rows left over; single
+# rows of 1 to 8 vectors for the rest (a single row has one chain of fused multiply-adds per
+# vector, each waiting on the one before: all of a row's vectors, up to 8, go in one pass, so
+# that as many chains as possible are in flight). Few variants keep every kernel that calls
+# gemm quick to compile. Every variant sums each element over k in the same order, so which
+# one computes a row does not change its numbers.
 WIDE = 8
 _full, _full1 = make_microkernel(MR, NV), make_microkernel(MR, 1)
 _full2, _full3 = make_microkernel(MR, 2), make_microkernel(MR, 3)
