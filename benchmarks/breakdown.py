@@ -1,0 +1,133 @@
+"""Where the time of one W1 training step goes: the compiled kernels, one by one, and the rest.
+
+    python benchmarks/breakdown.py                       # tiny Elman and LSTM, small LSTM
+    python benchmarks/breakdown.py --cell lstm --workload wide --steps 40
+
+For one workload and cell of ../shared/WORKLOADS.md (the step of benchmarks/run.py), in rounds
+interleaved so that the four modes see the same state of a shared machine:
+
+- step: the step as it runs;
+- timed: the same, with every call that goes through ``bptt._parallel.run`` (the cells' time
+  loops, weight gradients and weight packing, the dense layer, the loss, the optimizer update)
+  timed on its own, by kernel name; what is left of this step ("outside the parallel calls")
+  is the Python around the kernels plus the few small kernels it calls directly (zeroing,
+  the gradient norm, input checks), and the cost of the timing itself (timed - step);
+- stubbed: the step with every parallel call returning at once (nothing is computed, the
+  parameters do not change): the Python alone, on caches the kernels have not disturbed;
+- one thread: the step with ``bptt.set_num_threads(1)``: what the second core adds.
+
+Every figure is a median over the steps of all rounds.
+"""
+
+import argparse
+import collections
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import bptt                     # noqa: E402
+import bptt._parallel as _par   # noqa: E402
+from run import W1, bptt_step_fn   # noqa: E402
+
+WORKLOADS = {name: (T, B, H) for name, T, B, H in W1}
+
+
+def _timed_steps(step, n):
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        step()
+        ts.append(time.perf_counter() - t0)
+    return ts
+
+
+def breakdown(cell, workload, steps=30, rounds=4):
+    """Measure one W1 step (see the module docstring). Returns a dict: ``step``, ``timed``,
+    ``stubbed``, ``one_thread`` (median seconds per step), ``kernels`` (name -> (calls per
+    step, median seconds per call)) and ``outside`` (timed minus the kernels' share, calls x
+    median, summed)."""
+    T, B, H = WORKLOADS[workload]
+    step = bptt_step_fn(cell, T, B, H)
+    for _ in range(3):
+        step()
+    real_run = _par.run
+    per_call = collections.defaultdict(list)
+    counting = [False]
+
+    def timed_run(kernel, n, args, work):
+        t0 = time.perf_counter()
+        out = real_run(kernel, n, args, work)
+        if counting[0]:
+            per_call[getattr(kernel, "__name__", repr(kernel))].append(time.perf_counter() - t0)
+        return out
+
+    def stub_run(kernel, n, args, work):
+        return [None]
+
+    times = {"step": [], "timed": [], "stubbed": [], "one_thread": []}
+    threads = bptt.get_num_threads()
+    try:
+        for _ in range(rounds):
+            step()                       # untimed: another mode ran last
+            times["step"] += _timed_steps(step, steps)
+            _par.run = timed_run
+            step()
+            counting[0] = True
+            times["timed"] += _timed_steps(step, steps)
+            counting[0] = False
+            _par.run = stub_run
+            step()
+            times["stubbed"] += _timed_steps(step, steps)
+            _par.run = real_run
+            bptt.set_num_threads(1)
+            step()
+            times["one_thread"] += _timed_steps(step, steps)
+            bptt.set_num_threads(threads)
+    finally:
+        _par.run = real_run
+        bptt.set_num_threads(threads)
+    n_steps = rounds * steps
+    res = {k: statistics.median(v) for k, v in times.items()}
+    res["kernels"] = {name: (len(v) / n_steps, statistics.median(v))
+                      for name, v in per_call.items()}
+    res["outside"] = res["timed"] - sum(c * t for c, t in res["kernels"].values())
+    return res
+
+
+def report(cell, workload, res):
+    us = 1e6
+    T, B, H = WORKLOADS[workload]
+    lines = [f"{workload} {cell} (T {T}, B {B}, H {H}), {bptt.get_num_threads()} threads: "
+             f"step {res['step'] * us:.0f} us (one thread {res['one_thread'] * us:.0f} us; "
+             f"with each parallel call timed {res['timed'] * us:.0f} us)",
+             f"  {'parallel call':<24} {'per step':>8} {'us each':>9} {'us a step':>10}"]
+    for name, (calls, t) in sorted(res["kernels"].items(), key=lambda kv: -kv[1][0] * kv[1][1]):
+        lines.append(f"  {name:<24} {calls:>8.0f} {t * us:>9.1f} {calls * t * us:>10.1f}")
+    lines.append(f"  {'outside the parallel calls':<43} {res['outside'] * us:>10.1f}")
+    lines.append(f"  {'the same, kernels stubbed out':<43} {res['stubbed'] * us:>10.1f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cell", nargs="*", choices=["elman", "lstm", "gru"])
+    ap.add_argument("--workload", nargs="*", choices=list(WORKLOADS))
+    ap.add_argument("--steps", type=int, default=30, help="timed steps per round and mode")
+    ap.add_argument("--rounds", type=int, default=4)
+    args = ap.parse_args(argv)
+    if args.cell or args.workload:
+        cases = [(c, w) for w in (args.workload or ["tiny"]) for c in (args.cell or ["lstm"])]
+    else:
+        cases = [("elman", "tiny"), ("lstm", "tiny"), ("lstm", "small")]
+    for cell, workload in cases:
+        res = breakdown(cell, workload, args.steps, args.rounds)
+        print(report(cell, workload, res), flush=True)
+
+
+if __name__ == "__main__":
+    main()
