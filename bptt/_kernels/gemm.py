@@ -325,15 +325,20 @@ def _noinline(typingctx):
 
 
 # The variants compiled: full blocks (MR rows, NV vectors) and their last columns (MR rows, the
-# 1 to NV - 1 vectors left, in one pass); blocks of 4 and 2 rows for the rows left over; single
-# rows of 1 to 8 vectors for the rest (a single row has one chain of fused multiply-adds per
-# vector, each waiting on the one before: all of a row's vectors, up to 8, go in one pass, so
-# that as many chains as possible are in flight). Few variants keep every kernel that calls
-# gemm quick to compile. Every variant sums each element over k in the same order, so which
-# one computes a row does not change its numbers.
+# 1 to NV - 1 vectors left, in one pass); a last single vector TALL rows at a time (a block of
+# MR rows and one vector keeps too few sums in flight per broadcast: at 1600 x 256 x 65 the
+# one-vector pass of the 65th column took half as long as the four-vector pass of the other
+# 64, a third with 12 rows); blocks of 4 and 2 rows for the rows left over; single rows of 1 to 8
+# vectors for the rest (a single row has one chain of fused multiply-adds per vector, each
+# waiting on the one before: all of a row's vectors, up to 8, go in one pass, so that as many
+# chains as possible are in flight). Few variants keep every kernel that calls gemm quick to
+# compile. Every variant sums each element over k in the same order, so which one computes a
+# row does not change its numbers.
 WIDE = 8
+TALL = 12
 _full, _full1 = make_microkernel(MR, NV), make_microkernel(MR, 1)
 _full2, _full3 = make_microkernel(MR, 2), make_microkernel(MR, 3)
+_tall1 = make_microkernel(TALL, 1)
 _rows4, _rows2 = make_microkernel(4, NV), make_microkernel(2, NV)
 _row1, _row2, _row3, _row4, _row5, _row6, _row7, _row8 = (make_microkernel(1, v)
                                                           for v in range(1, WIDE + 1))
@@ -424,6 +429,10 @@ def gemm(A, trans, P, N, C, r0, r1, acc):
                 nv = min(NV, nsub - g)
                 last = min(L, N - (g + nv - 1) * L)
                 r = rb
+                while nv == 1 and r + TALL <= rb1:
+                    _tall1(A, r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L, p_vs,
+                           C, r * c_rs + g * L, c_rs, kn, last, add)
+                    r += TALL
                 while r + MR <= rb1:
                     _block(nv, A, r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L, p_vs,
                            C, r * c_rs + g * L, c_rs, kn, last, add)
