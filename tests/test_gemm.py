@@ -11,7 +11,8 @@ import pytest
 from bptt._kernels import gemm as G
 
 # N covers each way a row of vectors ends (with L = 16 float32 / 8 float64 lanes and blocks of
-# 4 vectors): 1, 2 or 3 vectors left over after the full blocks, the last one full or partial
+# 4 vectors): 1, 2 or 3 vectors left over after the full blocks, the last one full or partial;
+# R, the blocks of rows (6, or 12 for a last single vector) with and without rows left over
 SHAPES = [(1, 1, 1), (1, 3, 5), (7, 3, 5), (6, 4, 64), (13, 17, 65), (5, 0, 7), (2, 9, 16),
           (40, 33, 100), (100, 300, 130), (200, 7, 3), (14, 20, 90), (8, 5, 23), (12, 40, 48),
           (27, 20, 65), (40, 9, 16)]
