@@ -31,13 +31,6 @@ def aligned_empty(shape, dtype):
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
-def aligned_zeros(shape, dtype):
-    """:func:`aligned_empty`, filled with zeros."""
-    a = aligned_empty(shape, dtype)
-    a.fill(0)
-    return a
-
-
 def aligned_copy(a, dtype):
     """A page-aligned C-contiguous copy of ``a`` as ``dtype``."""
     a = np.asarray(a)
