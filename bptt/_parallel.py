@@ -1,7 +1,6 @@
-"""Row-parallel calls of compiled kernels on a small pool of threads.
+"""Row-parallel calls of compiled kernels.
 
-The compiled kernels release the GIL, so plain Python threads run them on separate cores. A
-parallel call splits the rows ``[0, n)`` into contiguous ranges, one per thread, and calls
+A parallel call splits the rows ``[0, n)`` into contiguous ranges, one per thread, and calls
 ``kernel(*args, lo, hi)`` for each; the calling thread takes the first range itself. Kernels
 write disjoint rows, so the result does not depend on the number of threads (every row is
 computed by the same code in the same order, whichever thread runs it).
@@ -9,13 +8,22 @@ computed by the same code in the same order, whichever thread runs it).
 The batch streams of a recurrent layer are independent, so a whole time loop splits this way
 with no synchronisation per step: each thread runs all T steps for its own streams.
 
+Which threads: a numba kernel runs on numba's threading layer (OpenMP, or TBB where
+installed) through :func:`bptt._kernels.launch.launch`, which hands a range to a waiting
+thread in a few microseconds; a Python function, or every kernel where numba has neither
+layer (or in a forked child, which GNU OpenMP would abort), on a pool of Python threads
+(the kernels release the GIL), which takes 20-60 us a hand-off: a thread woken through a
+queue and the GIL. On the W1 steps of ../shared/WORKLOADS.md numba's threads made the
+small and mid steps 3-13% faster than the Python pool (tiny steps run on one thread).
+
 ``set_num_threads(n)`` (also ``BPTT_NUM_THREADS``) sets how many threads run; by default, as
 many as this process may use cores. Calls too small to gain from more threads run on the
-calling thread alone: handing a range to a worker and getting it back costs about 25 us (a
-thread wake-up through the GIL), what some 1.2 million multiply-adds take, so a call is split
-only into parts of at least ``MIN_WORK`` multiply-adds (callers state the work of other
-kernels in multiply-add equivalents). If the pool is busy (another thread of the program is
-using it, or a kernel called from a worker), a call runs serially instead of waiting.
+calling thread alone: a call is split only into parts of at least ``MIN_WORK`` multiply-adds
+(callers state the work of other kernels in multiply-add equivalents). Even on numba's
+threads a lower threshold made W1 steps slower (tiny 0.78-0.93x, small 0.93-1.0x at a third
+or an eighth of it): a part's data is cold on the other core. If the pool is busy (another
+thread of the program is using it, or a kernel called from a worker), a call runs serially
+instead of waiting.
 """
 
 import os
@@ -83,9 +91,10 @@ _lock = threading.Lock()
 
 
 def _reset_after_fork():
-    global _lock
+    global _lock, _native
     _workers.clear()
     _lock = threading.Lock()
+    _native = {}   # GNU OpenMP aborts a forked child that uses it after its parent did
 
 
 if hasattr(os, "register_at_fork"):
@@ -110,39 +119,98 @@ def threads_for(n, work):
 
 
 _called = set()   # kernels called once already (their first call compiles or loads them)
+_native = None    # the numba pieces of the compiled launch, {} for none (decided at first use)
+_addresses = {}   # (kernel, numba's fingerprint of the arguments) -> the compiled code's address
+_bounds = {}      # (n, parts) -> split(n, parts) as the int64 boundaries for the launcher
+
+
+def _native_layer():
+    """What the compiled launch needs, if numba's threading layer is one that hands work to
+    waiting threads quickly and from any thread (OpenMP or TBB); else {}. Numba's last
+    resort, its workqueue layer (when neither library loads), is not thread-safe and took
+    longer to hand over a part (33 us) than a Python worker (24 us): then the Python workers
+    run every kernel."""
+    global _native
+    if _native is None:
+        _native = {}
+        try:
+            import numba
+            from numba._dispatcher import compute_fingerprint   # numba's own dispatch key
+            from numba.np.ufunc import parallel as numba_parallel
+
+            from ._kernels.launch import launch   # (the kernel modules import this one)
+            numba_parallel._launch_threads()
+            if numba.threading_layer() in ("omp", "tbb"):
+                _native = {"launch": launch, "fingerprint": compute_fingerprint,
+                           "dispatcher": numba.core.dispatcher.Dispatcher,
+                           "typeof": numba.typeof, "int64": numba.int64}
+        except Exception:  # noqa: BLE001  (no usable layer: the Python workers do it)
+            pass
+    return _native
+
+
+def _address(native, kernel, args):
+    """The address of ``kernel``'s code compiled for (*args, lo, hi), or None if it is not a
+    numba kernel (then the Python workers call it)."""
+    if not isinstance(kernel, native["dispatcher"]):
+        return None
+    key = (kernel, native["fingerprint"](args))
+    address = _addresses.get(key)
+    if address is None:
+        sig = tuple(native["typeof"](a) for a in args) + (native["int64"],) * 2
+        if sig not in kernel.overloads:
+            kernel.compile(sig)
+        cres = kernel.overloads[sig]
+        address = _addresses[key] = cres.library.get_pointer_to_function(
+            cres.fndesc.llvm_func_name)
+    return address
+
+
+def _boundaries(n, parts):
+    b = _bounds.get((n, parts))
+    if b is None:
+        import numpy as np
+        b = _bounds[(n, parts)] = np.array([0] + [hi for _, hi in split(n, parts)], np.int64)
+    return b
 
 
 def run(kernel, n, args, work):
     """``kernel(*args, lo, hi)`` over contiguous ranges of [0, n), in parallel when ``work``
-    (multiply-adds in all) makes it worth it. Returns the results in range order.
+    (multiply-adds in all) makes it worth it. Returns nothing: kernels write their results.
 
-    A kernel's first call runs on the calling thread alone: it compiles the kernel or loads it
-    from numba's cache, and threads calling it at once would wait for each other to do so."""
+    A numba kernel runs on numba's threads (bptt._kernels.launch); a Python function, or
+    every kernel where numba has no OpenMP or TBB layer, on Python workers. A kernel's first call runs on the calling thread alone: it compiles the kernel
+    or loads it from numba's cache, and threads calling it at once would wait for each other
+    to do so."""
     if work < 2 * MIN_WORK or _num_threads == 1 or n < 2 or kernel not in _called:
         _called.add(kernel)
-        return [kernel(*args, 0, n)]
+        kernel(*args, 0, n)
+        return
     parts = threads_for(n, work)
     if parts == 1 or not _lock.acquire(blocking=False):
-        return [kernel(*args, 0, n)]
+        kernel(*args, 0, n)
+        return
     try:
+        native = _native_layer()
+        address = _address(native, kernel, args) if native else None
+        if address is not None:
+            native["launch"](address, args, _boundaries(n, parts))
+            return
         while len(_workers) < parts - 1:
             _workers.append(_Worker())
         ranges = split(n, parts)
         for w, (lo, hi) in zip(_workers, ranges[1:]):
             w.tasks.put((kernel, (*args, lo, hi)))
-        results, error = [], None
+        error = None
         try:
-            results.append(kernel(*args, *ranges[0]))
+            kernel(*args, *ranges[0])
         except BaseException as e:  # noqa: BLE001  (raised once the workers are done)
             error = e
         for w in _workers[:parts - 1]:
             ok, value = w.results.get()
-            if ok:
-                results.append(value)
-            elif error is None:
+            if not ok and error is None:
                 error = value
         if error is not None:
             raise error
-        return results
     finally:
         _lock.release()
