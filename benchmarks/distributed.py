@@ -133,8 +133,8 @@ def worker(args):
 # -- the launcher and the report -------------------------------------------------------------
 def launch(n, args):
     env = dict(os.environ, HYDRA_LAUNCHER="fork")
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):
+    for var in ("BPTT_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(args.threads)
     cmd = [find_mpiexec(), "-n", str(n), sys.executable, "-m", "mpi4py",
            os.path.abspath(__file__), "--worker", "--steps", str(args.steps),

@@ -40,8 +40,8 @@ def _available_cores():
         return os.cpu_count() or 1
 
 
-def _from_env():
-    v = os.environ.get("BPTT_NUM_THREADS")
+def _from_env(environ=os.environ):
+    v = environ.get("BPTT_NUM_THREADS")
     if v is None:
         return _available_cores()
     try:

@@ -100,7 +100,7 @@ def mpirun(n, scenario, out, *args, mpi4py_main=False, check=True):
         "OMPI_MCA_rmaps_base_oversubscribe": "1", "PRTE_MCA_rmaps_default_mapping_policy":
         ":oversubscribe",  # Open MPI 4 / 5: more ranks than cores is fine for these sizes
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        "NUMBA_NUM_THREADS": "1",
+        "NUMBA_NUM_THREADS": "1", "BPTT_NUM_THREADS": "1",
     })
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, cwd=HERE)

@@ -185,3 +185,14 @@ def test_training_does_not_depend_on_the_number_of_threads(threads, kind, dtype)
     for params, losses in runs[1:]:
         np.testing.assert_array_equal(params, runs[0][0])
         assert losses == runs[0][1]
+
+
+def test_the_thread_count_comes_from_bptt_num_threads_or_the_cores():
+    assert _parallel._from_env({"BPTT_NUM_THREADS": "3", "OMP_NUM_THREADS": "1"}) == 3
+    assert _parallel._from_env({"OMP_NUM_THREADS": "1"}) == _parallel._available_cores()
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "x"])
+def test_a_bad_bptt_num_threads_is_named(value):
+    with pytest.raises(ValueError, match=f"BPTT_NUM_THREADS must be a positive integer, got '{value}'"):
+        _parallel._from_env({"BPTT_NUM_THREADS": value})

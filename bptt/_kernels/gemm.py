@@ -451,12 +451,6 @@ def gemm(A, trans, P, N, C, r0, r1, acc):
                     r += 1
 
 
-@njit
-def gemm_rows(A, trans, P, N, C, acc, lo, hi):
-    """:func:`gemm` with the row range last, for :func:`bptt._parallel.run`."""
-    gemm(A, trans, P, N, C, lo, hi, acc)
-
-
 def _lanes(a):
     """L for the dtype of array ``a``, as a compile-time constant (in compiled code)."""
     return lanes(a.dtype)
