@@ -8,13 +8,14 @@ computed by the same code in the same order, whichever thread runs it).
 The batch streams of a recurrent layer are independent, so a whole time loop splits this way
 with no synchronisation per step: each thread runs all T steps for its own streams.
 
-Which threads: a numba kernel runs on numba's threading layer (OpenMP, or TBB where
-installed) through :func:`bptt._kernels.launch.launch`, which hands a range to a waiting
-thread in a few microseconds; a Python function, or every kernel where numba has neither
-layer (or in a forked child, which GNU OpenMP would abort), on a pool of Python threads
-(the kernels release the GIL), which takes 20-60 us a hand-off: a thread woken through a
-queue and the GIL. On the W1 steps of ../shared/WORKLOADS.md numba's threads made the
-small and mid steps 3-13% faster than the Python pool (tiny steps run on one thread).
+Which threads: a numba kernel runs on numba's OpenMP threading layer through
+:func:`bptt._kernels.launch.launch`, which hands a range to a waiting thread in a few
+microseconds; a Python function, or every kernel where numba runs another layer (TBB, which
+is untested here, or its workqueue) or in a forked child (which GNU OpenMP would abort), on a
+pool of Python threads (the kernels release the GIL), which takes 20-60 us a hand-off: a
+thread woken through a queue and the GIL. On the W1 steps of ../shared/WORKLOADS.md numba's
+threads made the small and mid steps 3-13% faster than the Python pool (tiny steps run on
+one thread).
 
 ``set_num_threads(n)`` (also ``BPTT_NUM_THREADS``) sets how many threads run; by default, as
 many as this process may use cores. Calls too small to gain from more threads run on the
@@ -125,11 +126,10 @@ _bounds = {}      # (n, parts) -> split(n, parts) as the int64 boundaries for th
 
 
 def _native_layer():
-    """What the compiled launch needs, if numba's threading layer is one that hands work to
-    waiting threads quickly and from any thread (OpenMP or TBB); else {}. Numba's last
-    resort, its workqueue layer (when neither library loads), is not thread-safe and took
-    longer to hand over a part (33 us) than a Python worker (24 us): then the Python workers
-    run every kernel."""
+    """What the compiled launch needs, if numba's threading layer is OpenMP (the one tested
+    here: numba picks it when libgomp loads and TBB is not installed); else {}, and the
+    Python workers run every kernel. Numba's last resort, its workqueue layer, is not
+    thread-safe and took longer to hand over a part (33 us) than a Python worker (24 us)."""
     global _native
     if _native is None:
         _native = {}
@@ -140,7 +140,7 @@ def _native_layer():
 
             from ._kernels.launch import launch   # (the kernel modules import this one)
             numba_parallel._launch_threads()
-            if numba.threading_layer() in ("omp", "tbb"):
+            if numba.threading_layer() == "omp":
                 _native = {"launch": launch, "fingerprint": compute_fingerprint,
                            "dispatcher": numba.core.dispatcher.Dispatcher,
                            "typeof": numba.typeof, "int64": numba.int64}
@@ -178,10 +178,10 @@ def run(kernel, n, args, work):
     """``kernel(*args, lo, hi)`` over contiguous ranges of [0, n), in parallel when ``work``
     (multiply-adds in all) makes it worth it. Returns nothing: kernels write their results.
 
-    A numba kernel runs on numba's threads (bptt._kernels.launch); a Python function, or
-    every kernel where numba has no OpenMP or TBB layer, on Python workers. A kernel's first call runs on the calling thread alone: it compiles the kernel
-    or loads it from numba's cache, and threads calling it at once would wait for each other
-    to do so."""
+    A numba kernel runs on numba's OpenMP threads (bptt._kernels.launch); a Python
+    function, or every kernel where numba has no OpenMP layer, on Python workers. A
+    kernel's first call runs on the calling thread alone: it compiles the kernel or loads it
+    from numba's cache, and threads calling it at once would wait for each other to do so."""
     if work < 2 * MIN_WORK or _num_threads == 1 or n < 2 or kernel not in _called:
         _called.add(kernel)
         kernel(*args, 0, n)

@@ -90,7 +90,7 @@ def _thread_of_rows(out, scale, lo, hi):
 
 
 needs_native = pytest.mark.skipif(not _parallel._native_layer(),
-                                  reason="numba has no OpenMP or TBB threading layer here")
+                                  reason="numba has no OpenMP threading layer here")
 
 
 @needs_native

@@ -2,7 +2,7 @@
 
 ``launch(address, args, bounds)`` calls the compiled kernel at ``address`` as
 ``kernel(*args, bounds[p], bounds[p + 1])`` for every part p, one part per thread of numba's
-threading layer (OpenMP or TBB), and returns when all are done. Handing a part to a waiting
+threading layer (OpenMP), and returns when all are done. Handing a part to a waiting
 OpenMP thread and getting it back takes a few microseconds, against 20-60 for a Python worker
 woken through a queue and the GIL.
 
