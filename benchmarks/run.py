@@ -1,6 +1,6 @@
 """The reference workloads of ../shared/WORKLOADS.md, measured: one command, one report.
 
-    python benchmarks/run.py            # everything (about 10 minutes on 2 cores)
+    python benchmarks/run.py            # everything (4 to 6 minutes on 2 cores)
     python benchmarks/run.py --only w1 --cells lstm --steps 20
 
 W1: one truncated-BPTT training step of a character LM (Embedding(65, 64) -> cell -> Dense,
