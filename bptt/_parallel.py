@@ -143,7 +143,8 @@ def _native_layer():
             if numba.threading_layer() == "omp":
                 _native = {"launch": launch, "fingerprint": compute_fingerprint,
                            "dispatcher": numba.core.dispatcher.Dispatcher,
-                           "typeof": numba.typeof, "int64": numba.int64}
+                           "typeof": numba.typeof, "int64": numba.int64,
+                           "none": numba.types.none}
         except Exception:  # noqa: BLE001  (no usable layer: the Python workers do it)
             pass
     return _native
@@ -151,7 +152,7 @@ def _native_layer():
 
 def _address(native, kernel, args):
     """The address of ``kernel``'s code compiled for (*args, lo, hi), or None if it is not a
-    numba kernel (then the Python workers call it)."""
+    numba kernel returning nothing (then the Python workers call it)."""
     if not isinstance(kernel, native["dispatcher"]):
         return None
     key = (kernel, native["fingerprint"](args))
@@ -161,15 +162,20 @@ def _address(native, kernel, args):
         if sig not in kernel.overloads:
             kernel.compile(sig)
         cres = kernel.overloads[sig]
-        address = _addresses[key] = cres.library.get_pointer_to_function(
-            cres.fndesc.llvm_func_name)
-    return address
+        # the launcher calls a function with no return value (one would be written through
+        # a pointer to a slot sized for none)
+        address = _addresses[key] = (
+            cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+            if cres.signature.return_type == native["none"] else 0)
+    return address or None
 
 
 def _boundaries(n, parts):
     b = _bounds.get((n, parts))
     if b is None:
         import numpy as np
+        if len(_bounds) > 1000:   # (row counts vary with the batch: keep it small)
+            _bounds.clear()
         b = _bounds[(n, parts)] = np.array([0] + [hi for _, hi in split(n, parts)], np.int64)
     return b
 

@@ -109,6 +109,23 @@ def test_numba_kernels_run_on_numba_threads(threads):
     np.testing.assert_array_equal(out32 % 1000, np.arange(10) * 1.5)
 
 
+@numba.njit(nogil=True)
+def _rows_and_count(out, lo, hi):
+    for i in range(lo, hi):
+        out[i] = i
+    return hi - lo
+
+
+def test_a_numba_kernel_that_returns_a_value_runs_on_the_python_workers(threads):
+    out = np.full(9, -1)
+    threads.run(_rows_and_count, 9, (out,), work=10 ** 9)
+    out[:] = -1
+    threads.run(_rows_and_count, 9, (out,), work=10 ** 9)
+    np.testing.assert_array_equal(out, np.arange(9))
+    if threads._native_layer():
+        assert threads._address(threads._native_layer(), _rows_and_count, (out,)) is None
+
+
 def test_the_python_workers_give_the_same_training_as_numba_threads(threads, monkeypatch):
     native = _train("lstm", 2, np.float32)
     monkeypatch.setattr(_parallel, "_native", {})

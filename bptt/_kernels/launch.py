@@ -69,9 +69,9 @@ def _parallel_call(typingctx, address, args, bounds):
         arg0 = cgutils.alloca_once_value(builder, builder.bitcast(arr.data, i8p))
         dims = cgutils.alloca_once_value(builder, parts)
         steps = cgutils.alloca_once_value(builder, intp(8))
-        get_num_threads = cgutils.get_or_insert_function(
-            module, ir.FunctionType(intp, []), "get_num_threads")
-        available = builder.call(get_num_threads, [])
+        get_num_threads = cgutils.get_or_insert_function(   # int get_num_threads(void)
+            module, ir.FunctionType(ir.IntType(32), []), "get_num_threads")
+        available = builder.sext(builder.call(get_num_threads, []), intp)
         team = builder.select(builder.icmp_signed("<", parts, available), parts, available)
         parallel_for = cgutils.get_or_insert_function(
             module, ir.FunctionType(ir.VoidType(), [i8p] * 5 + [intp] * 3),
