@@ -126,6 +126,18 @@ def test_a_numba_kernel_that_returns_a_value_runs_on_the_python_workers(threads)
         assert threads._address(threads._native_layer(), _rows_and_count, (out,)) is None
 
 
+def test_training_on_another_python_thread_gives_the_same_bits(threads):
+    """numba's thread count is per calling thread; a thread that never set it gets the
+    default, and the parts run on the same OpenMP team."""
+    here = _train("gru", 2, np.float32)
+    there = []
+    t = threading.Thread(target=lambda: there.append(_train("gru", 2, np.float32)))
+    t.start()
+    t.join(300)
+    np.testing.assert_array_equal(there[0][0], here[0])
+    assert there[0][1] == here[1]
+
+
 def test_the_python_workers_give_the_same_training_as_numba_threads(threads, monkeypatch):
     native = _train("lstm", 2, np.float32)
     monkeypatch.setattr(_parallel, "_native", {})
