@@ -1,10 +1,12 @@
 """The packed-panel matrix product of the kernels (bptt._kernels.gemm) against numpy."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
 
+import numba
 import numpy as np
 import pytest
 
@@ -78,6 +80,32 @@ def test_rows_do_not_depend_on_the_split(dtype, N):
     for lo, hi in [(0, 7), (7, 8), (8, 31), (31, 50)]:
         G.gemm(a, False, p, N, parts, lo, hi, False)
     np.testing.assert_array_equal(whole, parts)
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="inspects compiled code")
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_compiled_callers_call_the_product_by_its_symbol(dtype):
+    """Compiled code calling gemm declares the product's registered symbol and defines none of
+    its code (a linked copy of the micro-kernels in every kernel made each kernel slower to
+    compile, to cache and to load), and gets the product right through it, with literal and
+    run-time flags."""
+    @numba.njit
+    def caller(a, p, c, acc):
+        G.gemm(a, False, p, c.shape[1], c, 0, c.shape[0], False)
+        G.gemm(a, False, p, c.shape[1], c, 0, c.shape[0], acc)
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((13, 17)).astype(dtype)
+    m = rng.standard_normal((17, 40)).astype(dtype)
+    c = np.full((13, 40), np.nan, dtype)
+    caller(a, panels(m, dtype), c, True)
+    np.testing.assert_allclose(c, 2 * (a.astype(np.float64) @ m), rtol=0,
+                               atol=2 * tolerance(dtype, 17) * 10)
+    code = caller.inspect_llvm(caller.signatures[0])
+    symbol = f"bptt_gemm_{np.dtype(dtype).name}"
+    assert re.search(rf"^declare .*@{symbol}\(", code, re.M), code
+    defined = re.findall(r"^define [^@]*@\"?([^\"(]+)", code, re.M)
+    assert not [name for name in defined if "4gemm5_gemm" in name], defined   # G._gemm
 
 
 def test_pack_layout_and_padding():

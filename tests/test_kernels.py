@@ -346,6 +346,6 @@ def test_float32_kernels_do_no_float64_arithmetic():
     for func, sig in ((common.load_state, (f32, f32, flag, i, i)),
                       (common.reset_rows, (f32, flag, i, i)),
                       (common.clip_inplace, (f32, numba.float32, i, i)),
-                      (_kernels.gemm.gemm, (f32, numba.boolean, numba.float32[:, :, ::1], i,
+                      (_kernels.gemm._gemm, (f32, numba.boolean, numba.float32[:, :, ::1], i,
                                             f32, i, i, numba.boolean))):
         assert not _float64_values(func.py_func, sig), func.__name__

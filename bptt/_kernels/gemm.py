@@ -314,9 +314,9 @@ _panel_copy, _panel_transpose = make_panel_copy(), make_panel_transpose()
 
 @intrinsic
 def _noinline(typingctx):
-    """Mark the function that calls this as never inlined by LLVM: gemm is called from many
-    places in every kernel, and a copy of its micro-kernels at each would make the kernels
-    several times larger and slower to compile."""
+    """Mark the function that calls this as never inlined by LLVM (the product's code, with
+    all its micro-kernels, is meant to exist once: not again inside the wrapper numba
+    compiles around it for calls from Python)."""
     def codegen(context, builder, signature, args):
         builder.function.attributes.add("noinline")
         return context.get_dummy_value()
@@ -385,20 +385,15 @@ K_BLOCK_T = 64    # the same for op(A) = A^T, whose k steps each read a new line
 
 
 # one specialisation per dtype: callers pass literal flags (gemm(..., False, ...)), which would
-# otherwise each compile a copy of their own (each with all the micro-kernels)
+# otherwise each compile a copy of their own
+_GEMM_DTYPES = ("float32", "float64")
 _GEMM_SIGNATURES = [f"void({t}[:, ::1], boolean, {t}[:, :, ::1], intp, {t}[:, ::1], intp, intp, "
-                    "boolean)" for t in ("float32", "float64")]
+                    "boolean)" for t in _GEMM_DTYPES]
 
 
 @njit(_GEMM_SIGNATURES)
-def gemm(A, trans, P, N, C, r0, r1, acc):
-    """Rows r0..r1 of ``C = op(A) @ M`` (``acc``: C += instead), M packed in P by :func:`pack`
-    (``P.shape = (ceil(N / L), K, L)``).
-
-    A: (R, K) if not trans, else (K, R) (then op(A) = A^T); more columns are allowed (a
-    padded leading dimension); C: (R, N). All C-contiguous, one dtype; rows outside r0..r1
-    are not touched. Sums are done K_BLOCK steps at a time through C, which gives the same
-    result (the register block has C's dtype) and keeps a pass's panel rows in L1."""
+def _gemm(A, trans, P, N, C, r0, r1, acc):
+    """The product of :func:`gemm` (called by its symbol, see there)."""
     _noinline()
     nsub, K, L = P.shape
     if K == 0:
@@ -449,6 +444,58 @@ def gemm(A, trans, P, N, C, r0, r1, acc):
                     _single_row(nv, A, r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L,
                                 p_vs, C, r * c_rs + g * L, c_rs, kn, last, add)
                     r += 1
+
+
+def _symbol(dtype):
+    return f"bptt_gemm_{dtype}"
+
+
+if not numba.config.DISABLE_JIT:
+    for _sig, _cres in _gemm.overloads.items():
+        _ll.add_symbol(_symbol(_sig[0].dtype),
+                       _cres.library.get_pointer_to_function(_cres.fndesc.llvm_func_name))
+
+
+@intrinsic
+def _call_gemm(typingctx, A, trans, P, N, C, r0, r1, acc):
+    """``_gemm(A, trans, P, N, C, r0, r1, acc)`` through the symbol its code is registered
+    under, declared in the caller's module instead of linked into it."""
+    if not (isinstance(A, types.Array) and isinstance(P, types.Array)
+            and isinstance(C, types.Array) and A.dtype == P.dtype == C.dtype
+            and str(A.dtype) in _GEMM_DTYPES and (A.ndim, P.ndim, C.ndim) == (2, 3, 2)
+            and A.layout == P.layout == C.layout == "C"):
+        return None
+    argtys = (types.Array(A.dtype, 2, "C"), types.boolean, types.Array(A.dtype, 3, "C"),
+              types.intp, types.Array(A.dtype, 2, "C"), types.intp, types.intp, types.boolean)
+    name = _symbol(A.dtype)
+
+    def codegen(context, builder, signature, args):
+        values = [context.cast(builder, v, t, want)
+                  for v, t, want in zip(args, signature.args, argtys)]
+        fnty = context.call_conv.get_function_type(types.none, argtys)
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+        # the status is not checked: gemm raises nothing (no bounds checks, numpy's errors)
+        context.call_conv.call_function(builder, fn, types.none, argtys, values)
+        return context.get_dummy_value()
+
+    return types.void(A, trans, P, N, C, r0, r1, acc), codegen
+
+
+@njit(_GEMM_SIGNATURES)
+def gemm(A, trans, P, N, C, r0, r1, acc):
+    """Rows r0..r1 of ``C = op(A) @ M`` (``acc``: C += instead), M packed in P by :func:`pack`
+    (``P.shape = (ceil(N / L), K, L)``).
+
+    A: (R, K) if not trans, else (K, R) (then op(A) = A^T); more columns are allowed (a
+    padded leading dimension); C: (R, N). All C-contiguous, one dtype; rows outside r0..r1
+    are not touched. Sums are done K_BLOCK steps at a time through C, which gives the same
+    result (the register block has C's dtype) and keeps a pass's panel rows in L1.
+
+    The product's code is compiled once (:func:`_gemm`) and called by the symbol it is
+    registered under at import: a kernel that called it by name would link a copy of it (all
+    the micro-kernels) into its own code, to be compiled again, cached and loaded with every
+    kernel."""
+    _call_gemm(A, trans, P, N, C, r0, r1, acc)
 
 
 def _lanes(a):
