@@ -328,12 +328,11 @@ def run_w3(T, log):
 
 
 def run_cold(log):
-    """Import and first step with both compile caches empty, then warm: numba's, and Python's
-    bytecode of bptt (which pip writes at install; this machine's PYTHONDONTWRITEBYTECODE
-    would otherwise have every warm start compile bptt's sources again, about 0.1 s)."""
+    """Import and first step with numba's compile cache empty, then warm. Python may write its
+    bytecode, as it does by default (pip writes it at install): with this machine's
+    PYTHONDONTWRITEBYTECODE every warm start compiled bptt's sources again (about 0.1 s)."""
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(cache, "numba"),
-                   PYTHONPYCACHEPREFIX=os.path.join(cache, "python"))
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         cold = child("cold", 0, env)
         warm = [child("cold", 0, env) for _ in range(3)]
@@ -426,8 +425,8 @@ def markdown(res):
         lines.append("")
     if "cold" in res:
         c = res["cold"]
-        lines += ["**Cold start** (import bptt, build the mid LSTM, first training step; the "
-                  "caches are numba's compiled kernels and Python's bytecode):", "",
+        lines += ["**Cold start** (import bptt, build the mid LSTM, first training step; "
+                  "Python's bytecode cached, numba's compile cache empty or warm):", "",
                   "| compile cache | import s | to first step s |", "| --- | ---: | ---: |",
                   f"| empty | {c['cold']['import_s']:.2f} | {c['cold']['to_first_step_s']:.2f} |",
                   f"| warm | {c['warm']['import_s']:.2f} | {c['warm']['to_first_step_s']:.2f} |",
