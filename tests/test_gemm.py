@@ -82,6 +82,29 @@ def test_rows_do_not_depend_on_the_split(dtype, N):
     np.testing.assert_array_equal(whole, parts)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("trans", [False, True])
+@pytest.mark.parametrize("acc", [False, True])
+def test_gemm_over_a_range_of_k_matches_numpy(dtype, trans, acc):
+    """gemm_k sums over k = ka..kz only (ranges inside one k block, across blocks, empty),
+    and touches no row outside r0..r1."""
+    rng = np.random.default_rng([trans, acc])
+    R, K, N = 13, 300, 70
+    a = rng.standard_normal((K, R) if trans else (R, K)).astype(dtype)
+    m = rng.standard_normal((K, N)).astype(dtype)
+    p = panels(m, dtype)
+    op = (a.T if trans else a).astype(np.float64)
+    for ka, kz in ((0, K), (0, 1), (5, 70), (64, 128), (100, 299), (130, 130), (299, 300)):
+        c0 = rng.standard_normal((R, N)).astype(dtype)
+        c = c0.copy()
+        G.gemm_k(a, trans, p, N, c, 2, 11, acc, ka, kz)
+        want = op[:, ka:kz] @ m[ka:kz] + (c0 if acc else 0)
+        np.testing.assert_allclose(c[2:11], want[2:11], rtol=0,
+                                   atol=tolerance(dtype, K) * 10 * (1 + np.abs(want).max()))
+        np.testing.assert_array_equal(c[:2], c0[:2])
+        np.testing.assert_array_equal(c[11:], c0[11:])
+
+
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="inspects compiled code")
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_compiled_callers_call_the_product_by_its_symbol(dtype):

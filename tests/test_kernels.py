@@ -347,5 +347,5 @@ def test_float32_kernels_do_no_float64_arithmetic():
                       (common.reset_rows, (f32, flag, i, i)),
                       (common.clip_inplace, (f32, numba.float32, i, i)),
                       (_kernels.gemm._gemm, (f32, numba.boolean, numba.float32[:, :, ::1], i,
-                                            f32, i, i, numba.boolean))):
+                                            f32, i, i, numba.boolean, i, i))):
         assert not _float64_values(func.py_func, sig), func.__name__

@@ -389,14 +389,15 @@ K_BLOCK_T = 64    # the same for op(A) = A^T, whose k steps each read a new line
 _GEMM_DTYPES = ("float32", "float64")
 _GEMM_SIGNATURES = [f"void({t}[:, ::1], boolean, {t}[:, :, ::1], intp, {t}[:, ::1], intp, intp, "
                     "boolean)" for t in _GEMM_DTYPES]
+_GEMM_K_SIGNATURES = [s[:-1] + ", intp, intp)" for s in _GEMM_SIGNATURES]
 
 
-@njit(_GEMM_SIGNATURES)
-def _gemm(A, trans, P, N, C, r0, r1, acc):
-    """The product of :func:`gemm` (called by its symbol, see there)."""
+@njit(_GEMM_K_SIGNATURES)
+def _gemm(A, trans, P, N, C, r0, r1, acc, ka, kz):
+    """The product of :func:`gemm_k` (called by its symbol, see :func:`gemm`)."""
     _noinline()
     nsub, K, L = P.shape
-    if K == 0:
+    if kz <= ka:
         if not acc:
             for r in range(r0, r1):
                 C[r, :N] = 0
@@ -407,19 +408,19 @@ def _gemm(A, trans, P, N, C, r0, r1, acc):
     a_rs, a_ks = (1, lda) if trans else (lda, 1)
     kb = K_BLOCK_T if trans else K_BLOCK
     if r1 - r0 == 1:   # a matrix-vector product
-        for k0 in range(0, K, kb):
-            kn = min(kb, K - k0)
+        for k0 in range(ka, kz, kb):
+            kn = min(kb, kz - k0)
             for g in range(0, nsub, WIDE):
                 nv = min(WIDE, nsub - g)
                 _single_row(nv, A, r0 * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L,
                             p_vs, C, r0 * c_rs + g * L, c_rs, kn,
-                            min(L, N - (g + nv - 1) * L), acc or k0 > 0)
+                            min(L, N - (g + nv - 1) * L), acc or k0 > ka)
         return
     for rb in range(r0, r1, ROW_BLOCK):
         rb1 = min(rb + ROW_BLOCK, r1)
-        for k0 in range(0, K, kb):
-            kn = min(kb, K - k0)
-            add = acc or k0 > 0
+        for k0 in range(ka, kz, kb):
+            kn = min(kb, kz - k0)
+            add = acc or k0 > ka
             for g in range(0, nsub, NV):
                 nv = min(NV, nsub - g)
                 last = min(L, N - (g + nv - 1) * L)
@@ -457,16 +458,17 @@ if not numba.config.DISABLE_JIT:
 
 
 @intrinsic
-def _call_gemm(typingctx, A, trans, P, N, C, r0, r1, acc):
-    """``_gemm(A, trans, P, N, C, r0, r1, acc)`` through the symbol its code is registered
-    under, declared in the caller's module instead of linked into it."""
+def _call_gemm(typingctx, A, trans, P, N, C, r0, r1, acc, ka, kz):
+    """``_gemm(A, trans, P, N, C, r0, r1, acc, ka, kz)`` through the symbol its code is
+    registered under, declared in the caller's module instead of linked into it."""
     if not (isinstance(A, types.Array) and isinstance(P, types.Array)
             and isinstance(C, types.Array) and A.dtype == P.dtype == C.dtype
             and str(A.dtype) in _GEMM_DTYPES and (A.ndim, P.ndim, C.ndim) == (2, 3, 2)
             and A.layout == P.layout == C.layout == "C"):
         return None
     argtys = (types.Array(A.dtype, 2, "C"), types.boolean, types.Array(A.dtype, 3, "C"),
-              types.intp, types.Array(A.dtype, 2, "C"), types.intp, types.intp, types.boolean)
+              types.intp, types.Array(A.dtype, 2, "C"), types.intp, types.intp, types.boolean,
+              types.intp, types.intp)
     name = _symbol(A.dtype)
 
     def codegen(context, builder, signature, args):
@@ -478,7 +480,7 @@ def _call_gemm(typingctx, A, trans, P, N, C, r0, r1, acc):
         context.call_conv.call_function(builder, fn, types.none, argtys, values)
         return context.get_dummy_value()
 
-    return types.void(A, trans, P, N, C, r0, r1, acc), codegen
+    return types.void(A, trans, P, N, C, r0, r1, acc, ka, kz), codegen
 
 
 @njit(_GEMM_SIGNATURES)
@@ -495,7 +497,14 @@ def gemm(A, trans, P, N, C, r0, r1, acc):
     registered under at import: a kernel that called it by name would link a copy of it (all
     the micro-kernels) into its own code, to be compiled again, cached and loaded with every
     kernel."""
-    _call_gemm(A, trans, P, N, C, r0, r1, acc)
+    _call_gemm(A, trans, P, N, C, r0, r1, acc, 0, P.shape[1])
+
+
+@njit(_GEMM_K_SIGNATURES)
+def gemm_k(A, trans, P, N, C, r0, r1, acc, ka, kz):
+    """:func:`gemm` summing over k = ka..kz only (rows ka..kz of M, and of op(A)'s columns):
+    the product of a share of a long sum, for the threads to split K between them."""
+    _call_gemm(A, trans, P, N, C, r0, r1, acc, ka, kz)
 
 
 def _lanes(a):
