@@ -92,16 +92,44 @@ class Dense(Module):
         _parallel.run(_kernels.dense_backward_rows, n,
                       (dy2, packed(self, "p_w", p["weight"], False), dx.reshape(-1, n_in), m,
                        p_m), work=work)
-        scratch = buffer(self, "scratch", (n_in, n_out) if transposed else (0, 0), dt)
-        _parallel.run(_kernels.dense_weight_grad, n_in if transposed else n_out,
-                      (dy2, x2, p_m, transposed, g["weight"], g.get("bias", g["weight"][0]),
-                       self.bias, scratch, buffer(self, "sums", (n_out,), np.dtype(np.float64))),
-                      work=work)
+        g_b = g.get("bias", g["weight"][0])
+        shares = weight_grad_shares(n, n_in, n_out)
+        if shares > 1:
+            partial = buffer(self, "partial", (shares, n_in, n_out) if transposed
+                             else (shares, n_out, n_in), dt)
+            sums = buffer(self, "share_sums", (shares, n_out), np.dtype(np.float64))
+            _parallel.run(_kernels.dense_weight_grad_shares, shares,
+                          (dy2, x2, p_m, transposed, partial, sums, self.bias), work=work)
+            _parallel.run(_kernels.dense_weight_grad_add, n_out,
+                          (partial, sums, transposed, g["weight"], g_b, self.bias),
+                          work=shares * n_in * n_out)
+        else:
+            scratch = buffer(self, "scratch", (n_in, n_out) if transposed else (0, 0), dt)
+            _parallel.run(_kernels.dense_weight_grad, n_in if transposed else n_out,
+                          (dy2, x2, p_m, transposed, g["weight"], g_b, self.bias, scratch,
+                           buffer(self, "sums", (n_out,), np.dtype(np.float64))), work=work)
         return dx, ()
 
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "bias": self.bias}
+
+
+SHARE_ROWS = 128          # fewest rows of a share of the weight gradient's sum
+MAX_SHARES = 4
+MAX_SHARED_WEIGHT = 1 << 16
+
+
+def weight_grad_shares(n, n_in, n_out):
+    """Into how many runs of rows the sum of a Dense weight gradient over n rows is cut (1:
+    not cut, the threads split the gradient's rows instead). Cut when the weight is small
+    (up to 2^16 entries, each share's partial sum one more weight-sized array): there the
+    threads split few output rows while each reads all of the n rows, half of them in the
+    other core's cache. Depends on the shapes alone, so the sums are grouped the same way
+    whatever the number of threads."""
+    if n_in * n_out > MAX_SHARED_WEIGHT:
+        return 1
+    return max(1, min(MAX_SHARES, n // SHARE_ROWS))
 
 
 class Embedding(Module):

@@ -59,11 +59,13 @@ def test_row_max_keeps_the_dtype():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n,n_in,n_out", [(6, 20, 3), (200, 20, 3), (40, 3, 20), (25, 100, 65),
-                                          (1600, 256, 65)])
+                                          (1600, 256, 65), (1600, 64, 65), (521, 30, 40),
+                                          (300, 20, 3), (300, 300, 260)])
 def test_dense_gradients_either_operand_packed(dtype, n, n_in, n_out):
     """Dense's backward packs x or dy for dW = dy^T x, whichever moves less (for a narrow
-    output and many rows, dy, then dW comes out transposed): both ways give numpy's
-    gradients, accumulated into what the gradients held."""
+    output and many rows, dy, then dW comes out transposed), and for a small weight sums dW
+    in shares of the rows (weight_grad_shares): every way gives numpy's gradients,
+    accumulated into what the gradients held."""
     import bptt
     rng = np.random.default_rng([n, n_in, n_out])
     layer = bptt.Dense(n_in, n_out, dtype=dtype, seed=0)
@@ -79,3 +81,37 @@ def test_dense_gradients_either_operand_packed(dtype, n, n_in, n_out):
     np.testing.assert_allclose(layer.grads["weight"], g0["weight"] + dy2.T @ x2, **tol)
     np.testing.assert_allclose(layer.grads["bias"], g0["bias"] + dy2.sum(axis=0), **tol)
     np.testing.assert_allclose(dx.reshape(n, n_in), dy2 @ layer.params["weight"], **tol)
+
+
+def test_dense_weight_gradient_shares():
+    """The shares of a Dense weight gradient's sum depend on the shapes alone (not on the
+    threads), cover every row once, and are only used for small weights."""
+    from bptt.layers import MAX_SHARED_WEIGHT, weight_grad_shares
+    assert weight_grad_shares(1600, 64, 65) == 4
+    assert weight_grad_shares(300, 20, 3) == 2
+    assert weight_grad_shares(127, 20, 3) == 1
+    assert weight_grad_shares(10 ** 6, MAX_SHARED_WEIGHT, 2) == 1
+
+
+@pytest.mark.parametrize("n,n_in,n_out", [(1600, 64, 65), (1600, 256, 65)])
+def test_dense_gradients_same_bits_on_any_number_of_threads(n, n_in, n_out):
+    """With the weight gradient summed in shares (direct and transposed), one thread and two
+    give the same bits."""
+    import bptt
+    rng = np.random.default_rng([n, n_in])
+    x = rng.standard_normal((n, 1, n_in)).astype(np.float32)
+    dy = rng.standard_normal((n, 1, n_out)).astype(np.float32)
+    grads = []
+    before = bptt.get_num_threads()
+    try:
+        for threads in (1, 2, 1, 2):
+            bptt.set_num_threads(threads)
+            layer = bptt.Dense(n_in, n_out, dtype=np.float32, seed=0)
+            _, _, cache = layer.forward(x)
+            layer.backward(dy, (), cache)
+            grads.append({k: g.copy() for k, g in layer.grads.items()})
+    finally:
+        bptt.set_num_threads(before)
+    for g in grads[1:]:
+        for k in g:
+            np.testing.assert_array_equal(g[k], grads[0][k])

@@ -11,6 +11,7 @@ from numba.extending import overload
 
 from .._config import CODE_FLAGS, njit, njit_reduction
 from ._common import column_sums, gemm, pack_range
+from .gemm import gemm_k
 from .fastmath import bits_as_float, exp, wide_vectors
 
 
@@ -54,6 +55,54 @@ def dense_weight_grad(dy, x, p_m, transposed, g_w, g_b, has_bias, scratch, sums,
         rows = out_f
     if has_bias:
         column_sums(dy, lo * out_f // rows, hi * out_f // rows, g_b, sums)
+
+
+@njit
+def dense_weight_grad_shares(dy, x, p_m, transposed, partial, sums, has_bias, lo, hi):
+    """Shares lo..hi of dW = dy^T x, the sum over the N rows cut into partial.shape[0] equal
+    runs of rows: partial[c] = the sum over run c (out, in), or if ``transposed`` its
+    transpose (in, out) from x^T dy (p_m the panels of x, or of dy); with the bias, sums[c]
+    (out,) float64 = the sums of dy's columns over run c. A share reads only its own rows,
+    which the same thread has just packed or computed (the rows of a backward are split the
+    same way): split by output rows instead, every thread read all of dy and x."""
+    n, out_f = dy.shape
+    shares = partial.shape[0]
+    a = x if transposed else dy
+    for c in range(lo, hi):
+        k0, k1 = c * n // shares, (c + 1) * n // shares
+        gemm_k(a, True, p_m, partial.shape[2], partial[c], 0, partial.shape[1], False, k0, k1)
+        if has_bias:
+            s = sums[c]
+            s[:] = 0
+            for r in range(k0, k1):
+                row = dy[r]
+                for j in range(out_f):
+                    s[j] += row[j]
+
+
+@njit
+def dense_weight_grad_add(partial, sums, transposed, g_w, g_b, has_bias, lo, hi):
+    """Rows lo..hi of g_w (out, in) += the shares of :func:`dense_weight_grad_shares`, added
+    in order; g_b[lo:hi] += their bias sums."""
+    shares = partial.shape[0]
+    in_f = g_w.shape[1]
+    for o in range(lo, hi):
+        row = g_w[o]
+        if transposed:
+            for c in range(shares):
+                p = partial[c]
+                for i in range(in_f):
+                    row[i] += p[i, o]
+        else:
+            for c in range(shares):
+                p = partial[c, o]
+                for i in range(in_f):
+                    row[i] += p[i]
+        if has_bias:
+            total = 0.0
+            for c in range(shares):
+                total += sums[c, o]
+            g_b[o] += total
 
 
 @njit
