@@ -63,8 +63,9 @@ def dense_weight_grad_shares(dy, x, p_m, transposed, partial, sums, has_bias, lo
     runs of rows: partial[c] = the sum over run c (out, in), or if ``transposed`` its
     transpose (in, out) from x^T dy (p_m the panels of x, or of dy); with the bias, sums[c]
     (out,) float64 = the sums of dy's columns over run c. A share reads only its own rows,
-    which the same thread has just packed or computed (the rows of a backward are split the
-    same way): split by output rows instead, every thread read all of dy and x."""
+    with as many threads as shares or half as many the rows the same thread has just
+    computed and packed (dense_backward_rows splits the rows alike): split by output rows
+    instead, every thread read all of dy and x."""
     n, out_f = dy.shape
     shares = partial.shape[0]
     a = x if transposed else dy
