@@ -8,7 +8,7 @@ import numpy as np
 from . import init
 from . import _parallel
 from ._kernels import layers as _kernels
-from ._kernels._common import buffer, packed
+from ._kernels._common import buffer, packed, weight_grad_shares
 from ._kernels.gemm import lanes, packed_shape
 from ._validate import positive_int, positive_float, token_sequence
 from .module import Module
@@ -93,7 +93,7 @@ class Dense(Module):
                       (dy2, packed(self, "p_w", p["weight"], False), dx.reshape(-1, n_in), m,
                        p_m), work=work)
         g_b = g.get("bias", g["weight"][0])
-        shares = weight_grad_shares(n, n_in, n_out)
+        shares = weight_grad_shares(n, n_in * n_out)
         if shares > 1:
             partial = buffer(self, "partial", (shares, n_in, n_out) if transposed
                              else (shares, n_out, n_in), dt)
@@ -113,23 +113,6 @@ class Dense(Module):
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "bias": self.bias}
-
-
-SHARE_ROWS = 128          # fewest rows of a share of the weight gradient's sum
-MAX_SHARES = 4
-MAX_SHARED_WEIGHT = 1 << 16
-
-
-def weight_grad_shares(n, n_in, n_out):
-    """Into how many runs of rows the sum of a Dense weight gradient over n rows is cut (1:
-    not cut, the threads split the gradient's rows instead). Cut when the weight is small
-    (up to 2^16 entries, each share's partial sum one more weight-sized array): there the
-    threads split few output rows while each reads all of the n rows, half of them in the
-    other core's cache. Depends on the shapes alone, so the sums are grouped the same way
-    whatever the number of threads."""
-    if n_in * n_out > MAX_SHARED_WEIGHT:
-        return 1
-    return max(1, min(MAX_SHARES, n // SHARE_ROWS))
 
 
 class Embedding(Module):

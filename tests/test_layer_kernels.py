@@ -83,14 +83,15 @@ def test_dense_gradients_either_operand_packed(dtype, n, n_in, n_out):
     np.testing.assert_allclose(dx.reshape(n, n_in), dy2 @ layer.params["weight"], **tol)
 
 
-def test_dense_weight_gradient_shares():
-    """The shares of a Dense weight gradient's sum depend on the shapes alone (not on the
-    threads), cover every row once, and are only used for small weights."""
-    from bptt.layers import MAX_SHARED_WEIGHT, weight_grad_shares
-    assert weight_grad_shares(1600, 64, 65) == 4
-    assert weight_grad_shares(300, 20, 3) == 2
-    assert weight_grad_shares(127, 20, 3) == 1
-    assert weight_grad_shares(10 ** 6, MAX_SHARED_WEIGHT, 2) == 1
+def test_weight_gradient_shares():
+    """The shares of a weight gradient's sum depend on the shapes alone (not on the threads)
+    and are only used for small weights."""
+    from bptt._kernels._common import MAX_SHARED_WEIGHTS, weight_grad_shares
+    assert weight_grad_shares(1600, 64 * 65) == 4
+    assert weight_grad_shares(300, 20 * 3) == 2
+    assert weight_grad_shares(127, 20 * 3) == 1
+    assert weight_grad_shares(10 ** 6, MAX_SHARED_WEIGHTS) == 4
+    assert weight_grad_shares(10 ** 6, MAX_SHARED_WEIGHTS + 1) == 1
 
 
 @pytest.mark.parametrize("n,n_in,n_out", [(1600, 64, 65), (1600, 256, 65)])

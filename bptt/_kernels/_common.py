@@ -28,7 +28,7 @@ import numpy as np
 from .. import _parallel
 from .._config import njit
 from .._memory import aligned_empty
-from .gemm import gemm, pack, pack_range, packed_shape
+from .gemm import gemm, gemm_k, pack, pack_range, packed_shape
 
 
 PACK_WORK = 25   # multiply-add equivalents of packing one element (for bptt._parallel.run)
@@ -303,10 +303,22 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
                   work=T * B * GH * (D + H))
     da = arrays[work[0][0]].reshape(G, T * B, H)
     da_h = da if dah is None else arrays[dah].reshape(G, T * B, H)
-    _parallel.run(weight_gradients, GH,
-                  (da, da_h, px, ph, D, tokens, d_table, g["weight_ih"], g["weight_hh"], sums,
-                   g["bias_ih"], g["bias_hh"]),
-                  work=T * B * GH * (H + (0 if folded else D)))
+    wg_work = T * B * GH * (H + (0 if folded else D))
+    shares = weight_grad_shares(T * B, GH * (H + (0 if folded else D)))
+    if shares > 1:
+        part_hh = buffer(cell, "part_hh", (shares, GH, H), dt)
+        part_ih = buffer(cell, "part_ih", (shares, GH, 0 if folded else D), dt)
+        part_table = buffer(cell, "part_table", (shares,) + d_table.shape, dt)
+        _parallel.run(weight_gradient_shares, shares,
+                      (da, da_h, px, ph, tokens, part_hh, part_ih, part_table), work=wg_work)
+        _parallel.run(weight_gradient_add, GH,
+                      (part_hh, part_ih, part_table, d_table, g["weight_ih"], g["weight_hh"],
+                       sums, g["bias_ih"], g["bias_hh"]),
+                      work=shares * (GH * (H + (0 if folded else D)) + d_table.size))
+    else:
+        _parallel.run(weight_gradients, GH,
+                      (da, da_h, px, ph, D, tokens, d_table, g["weight_ih"], g["weight_hh"],
+                       sums, g["bias_ih"], g["bias_hh"]), work=wg_work)
     if folded:
         V = d_table.shape[1]
         _parallel.run(embedding_gradients, V,
@@ -352,6 +364,91 @@ def weight_gradients(da, da_h, px, ph, D, tokens, d_table, g_w_ih, g_w_hh, sums,
                 src, dst = da[k, n], d_table[k, v]
                 for j in range(H):
                     dst[j] += src[j]
+
+
+SHARE_ROWS = 128          # fewest positions of a share of the weight gradients' sums
+MAX_SHARES = 4
+MAX_SHARED_WEIGHTS = 1 << 16
+
+
+def weight_grad_shares(n, entries):
+    """Into how many runs of its n rows (positions) the sum of a weight gradient is cut (1:
+    not cut, the threads split the gradient's rows instead), for weights of ``entries``
+    entries in all. Cut when they are small (up to 2^16 entries, each share's partial sums
+    one more copy of them): there, split by the gradient's rows, every thread read all of the
+    n rows of an operand (a Dense layer's dy and x; a cell's h_prev panels and, for a folded
+    embedding's table, all of the gate gradients), half of them in the other core's cache.
+    Depends on the shapes alone, so the sums are grouped the same way whatever the number of
+    threads."""
+    if entries > MAX_SHARED_WEIGHTS:
+        return 1
+    return max(1, min(MAX_SHARES, n // SHARE_ROWS))
+
+
+@njit
+def weight_gradient_shares(da, da_h, px, ph, tokens, part_hh, part_ih, part_table, lo, hi):
+    """Shares lo..hi of :func:`weight_gradients`' sums over the N = T*B positions, cut into
+    part_hh.shape[0] equal runs: for run c and gate k, part_hh[c] (G*H, H) rows k*H.. =
+    da_h[k]^T h_prev and part_ih[c] (G*H, D) the same of da and x (no columns with an
+    embedding folded in), or, with one folded in (tokens (T*B,) not empty), part_table[c]
+    (G, V, H) = the sums of da by token, all over run c only."""
+    G, N, H = da.shape
+    shares = part_hh.shape[0]
+    D = part_ih.shape[2]
+    folded = tokens.shape[0] != 0
+    for c in range(lo, hi):
+        n0, n1 = c * N // shares, (c + 1) * N // shares
+        for k in range(G):
+            gemm_k(da_h[k], True, ph, H, part_hh[c, k * H:(k + 1) * H], 0, H, False, n0, n1)
+            if not folded:
+                gemm_k(da[k], True, px, D, part_ih[c, k * H:(k + 1) * H], 0, H, False, n0,
+                       n1)
+        if folded:
+            table = part_table[c]
+            for k in range(G):
+                for v in range(table.shape[1]):
+                    table[k, v] = 0
+            for n in range(n0, n1):
+                v = tokens[n]
+                for k in range(G):
+                    src, dst = da[k, n], table[k, v]
+                    for j in range(H):
+                        dst[j] += src[j]
+
+
+@njit
+def weight_gradient_add(part_hh, part_ih, part_table, d_table, g_w_ih, g_w_hh, sums, g_b_ih,
+                        g_b_hh, lo, hi):
+    """Rows lo..hi (of G*H) of the weight gradients += the shares of
+    :func:`weight_gradient_shares`, added in order, and the biases (see
+    :func:`bias_gradients`); with an embedding folded in, the matching share of d_table's
+    rows set to the sum of the shares' tables."""
+    shares, GH, H = part_hh.shape
+    D = part_ih.shape[2]
+    bias_gradients(sums, g_b_ih, g_b_hh, lo, hi)
+    for r in range(lo, hi):
+        row = g_w_hh[r]
+        for c in range(shares):
+            p = part_hh[c, r]
+            for j in range(H):
+                row[j] += p[j]
+        if D != 0:
+            row = g_w_ih[r]
+            for c in range(shares):
+                p = part_ih[c, r]
+                for j in range(D):
+                    row[j] += p[j]
+    G, V = d_table.shape[0], d_table.shape[1]
+    if V == 0:
+        return
+    v0, v1 = lo * V // GH, hi * V // GH
+    for k in range(G):
+        for v in range(v0, v1):
+            dst = d_table[k, v]
+            for c in range(shares):
+                src = part_table[c, k, v]
+                for j in range(H):
+                    dst[j] = src[j] if c == 0 else dst[j] + src[j]
 
 
 @njit
