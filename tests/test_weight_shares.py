@@ -57,3 +57,17 @@ def test_shares_same_bits_on_any_number_of_threads(kind, fold):
     for g in runs[1:]:
         for k in g:
             np.testing.assert_array_equal(g[k], runs[0][k], err_msg=k)
+
+
+def test_a_large_folded_table_keeps_the_row_split():
+    """The partial sums of the shares include a folded embedding's table: with a table of
+    4 x 2000 x 32 entries the sums stay split by rows (no copies of the table per share)."""
+    for V, shared in ((20, True), (2000, False)):
+        model = bptt.Sequential([bptt.Embedding(V, 8), bptt.LSTM(8, 32), bptt.Dense(32, 3)],
+                                dtype=np.float32, seed=0)
+        x = np.random.default_rng(0).integers(0, V, (100, 32))
+        _, _, cache = model.forward(x)
+        model.backward(np.ones((100, 32, 3), np.float32), None, cache, BackwardContext(np.inf))
+        pool = model[1].__dict__["_buffers"]
+        assert "d_table" in pool, V   # the embedding was folded in
+        assert ("part_table" in pool) == shared, V

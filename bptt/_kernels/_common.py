@@ -304,7 +304,8 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     da = arrays[work[0][0]].reshape(G, T * B, H)
     da_h = da if dah is None else arrays[dah].reshape(G, T * B, H)
     wg_work = T * B * GH * (H + (0 if folded else D))
-    shares = weight_grad_shares(T * B, GH * (H + (0 if folded else D)))
+    # the entries each share sums: the weights' and, with an embedding folded in, the table's
+    shares = weight_grad_shares(T * B, GH * (H + (0 if folded else D)) + d_table.size)
     if shares > 1:
         part_hh = buffer(cell, "part_hh", (shares, GH, H), dt)
         part_ih = buffer(cell, "part_ih", (shares, GH, 0 if folded else D), dt)
@@ -373,13 +374,13 @@ MAX_SHARED_WEIGHTS = 1 << 16
 
 def weight_grad_shares(n, entries):
     """Into how many runs of its n rows (positions) the sum of a weight gradient is cut (1:
-    not cut, the threads split the gradient's rows instead), for weights of ``entries``
-    entries in all. Cut when they are small (up to 2^16 entries, each share's partial sums
-    one more copy of them): there, split by the gradient's rows, every thread read all of the
-    n rows of an operand (a Dense layer's dy and x; a cell's h_prev panels and, for a folded
-    embedding's table, all of the gate gradients), half of them in the other core's cache.
-    Depends on the shapes alone, so the sums are grouped the same way whatever the number of
-    threads."""
+    not cut, the threads split the gradient's rows instead), for sums of ``entries`` entries
+    in all (the weights', and a folded embedding's table). Cut when they are small (up to
+    2^16 entries, each share's partial sums one more copy of them): there, split by the
+    gradient's rows, every thread read all of the n rows of an operand (a Dense layer's dy
+    and x; a cell's h_prev panels and, for a folded embedding's table, all of the gate
+    gradients), half of them in the other core's cache. Depends on the shapes alone, so the
+    sums are grouped the same way whatever the number of threads."""
     if entries > MAX_SHARED_WEIGHTS:
         return 1
     return max(1, min(MAX_SHARES, n // SHARE_ROWS))
