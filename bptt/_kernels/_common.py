@@ -303,9 +303,10 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
                   work=T * B * GH * (D + H))
     da = arrays[work[0][0]].reshape(G, T * B, H)
     da_h = da if dah is None else arrays[dah].reshape(G, T * B, H)
-    wg_work = T * B * GH * (H + (0 if folded else D))
+    weights = GH * (H + (0 if folded else D))
+    wg_work = T * B * weights
     # the entries each share sums: the weights' and, with an embedding folded in, the table's
-    shares = weight_grad_shares(T * B, GH * (H + (0 if folded else D)) + d_table.size)
+    shares = weight_grad_shares(T * B, weights + d_table.size)
     if shares > 1:
         part_hh = buffer(cell, "part_hh", (shares, GH, H), dt)
         part_ih = buffer(cell, "part_ih", (shares, GH, 0 if folded else D), dt)
@@ -315,7 +316,7 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
         _parallel.run(weight_gradient_add, GH,
                       (part_hh, part_ih, part_table, d_table, g["weight_ih"], g["weight_hh"],
                        sums, g["bias_ih"], g["bias_hh"]),
-                      work=shares * (GH * (H + (0 if folded else D)) + d_table.size))
+                      work=shares * (weights + d_table.size))
     else:
         _parallel.run(weight_gradients, GH,
                       (da, da_h, px, ph, D, tokens, d_table, g["weight_ih"], g["weight_hh"],
@@ -418,6 +419,15 @@ def weight_gradient_shares(da, da_h, px, ph, tokens, part_hh, part_ih, part_tabl
 
 
 @njit
+def add_shares(row, parts, r):
+    """row += parts[c, r] for each share c in order (row and parts[c, r] of one length)."""
+    for c in range(parts.shape[0]):
+        p = parts[c, r]
+        for j in range(row.shape[0]):
+            row[j] += p[j]
+
+
+@njit
 def weight_gradient_add(part_hh, part_ih, part_table, d_table, g_w_ih, g_w_hh, sums, g_b_ih,
                         g_b_hh, lo, hi):
     """Rows lo..hi (of G*H) of the weight gradients += the shares of
@@ -428,17 +438,9 @@ def weight_gradient_add(part_hh, part_ih, part_table, d_table, g_w_ih, g_w_hh, s
     D = part_ih.shape[2]
     bias_gradients(sums, g_b_ih, g_b_hh, lo, hi)
     for r in range(lo, hi):
-        row = g_w_hh[r]
-        for c in range(shares):
-            p = part_hh[c, r]
-            for j in range(H):
-                row[j] += p[j]
+        add_shares(g_w_hh[r], part_hh, r)
         if D != 0:
-            row = g_w_ih[r]
-            for c in range(shares):
-                p = part_ih[c, r]
-                for j in range(D):
-                    row[j] += p[j]
+            add_shares(g_w_ih[r], part_ih, r)
     G, V = d_table.shape[0], d_table.shape[1]
     if V == 0:
         return

@@ -10,7 +10,7 @@ import numpy as np
 from numba.extending import overload
 
 from .._config import CODE_FLAGS, njit, njit_reduction
-from ._common import column_sums, gemm, pack_range
+from ._common import add_shares, column_sums, gemm, pack_range
 from .gemm import gemm_k
 from .fastmath import bits_as_float, exp, wide_vectors
 
@@ -95,10 +95,7 @@ def dense_weight_grad_add(partial, sums, transposed, g_w, g_b, has_bias, lo, hi)
                 for i in range(in_f):
                     row[i] += p[i, o]
         else:
-            for c in range(shares):
-                p = partial[c, o]
-                for i in range(in_f):
-                    row[i] += p[i]
+            add_shares(row, partial, o)
         if has_bias:
             total = 0.0
             for c in range(shares):
