@@ -259,9 +259,10 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
 
     The kernels take, in this order: dy, x, h_prev (from the cache), p_hh and p_ih (the gate
     panels of W_hh and W_ih), resets, clip, norms, fired (T, B) flags of the state clip,
-    sums (S, G, B, H) float64 (each stream's sum over time of the pre-activation gradients,
-    for the biases), dx, px and ph (filled with the panels of x and h_prev, for the weight
-    gradients; with an embedding folded in, x, dx and px have no rows and px is left alone),
+    sums (B, S, G, H) float64 (each stream's sum over time of the pre-activation gradients,
+    for the biases; stream-major, see :func:`add_stream_sums`), dx, px and ph (filled with
+    the panels of x and h_prev, for the weight gradients; with an embedding folded in, x, dx
+    and px have no rows and px is left alone),
     then ``extra`` (scalars), the cache arrays named in ``cached``, the state-gradient arrays
     (updated in place to the initial state's gradient), the work arrays ``work`` (a list of
     (name, shape)) and lo, hi. The first work array is the gradient of the pre-activations
@@ -278,7 +279,7 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     h_prev = kernel_array(cache["h_prev"], dt)
     norms = norm_record(ctx, len(dstate), T, B, dt)
     fired = np.zeros((T, B), dtype=bool)
-    sums = buffer(cell, "sums", (1 if dah is None else 2, G, B, H), np.float64)
+    sums = buffer(cell, "sums", (B, 1 if dah is None else 2, G, H), np.float64)
     ph = buffer(cell, "ph", packed_shape(T * B, H, dt), dt)
     p_ih, p_hh = weight_panels(cell, False)
     folded = "tokens" in cache
@@ -339,7 +340,7 @@ def weight_gradients(da, da_h, px, ph, D, tokens, d_table, g_w_ih, g_w_hh, sums,
     """Rows lo..hi of the weight gradients, from all T*B positions at once: for each gate k,
     dW_hh[k block] += da_h[k]^T h_prev and dW_ih[k block] += da[k]^T x. da, da_h (G, T*B, H);
     px, ph the panels of x (T*B, D) and h_prev (T*B, H). The biases: g_b_ih, g_b_hh (G*H,)
-    += the sums over the streams of sums[0] and sums[-1] (S, G, B, H) float64, in stream
+    += the sums over the streams of sums[:, 0] and sums[:, -1] (B, S, G, H) float64, in stream
     order, rounded to the biases' dtype. With an embedding folded in (tokens (T*B,) not
     empty) dW_ih is left to :func:`embedding_gradients`; instead the rows of d_table
     (G, V, H) for the matching share of the tokens are set to the sums of da by token."""
@@ -456,16 +457,16 @@ def weight_gradient_add(part_hh, part_ih, part_table, d_table, g_w_ih, g_w_hh, s
 
 @njit
 def bias_gradients(sums, g_b_ih, g_b_hh, lo, hi):
-    """g_b_ih[r], g_b_hh[r] += the sums over the streams of sums[0] and sums[-1] (S, G, B, H)
-    float64 at r = k*H + j, for r in lo..hi: in stream order (numpy's order for that axis),
-    rounded to the biases' dtype."""
-    S, B, H = sums.shape[0], sums.shape[2], sums.shape[3]
+    """g_b_ih[r], g_b_hh[r] += the sums over the streams of sums[:, 0] and sums[:, -1]
+    (B, S, G, H) float64 at r = k*H + j, for r in lo..hi: in stream order (numpy's order for
+    that axis), rounded to the biases' dtype."""
+    B, S, H = sums.shape[0], sums.shape[1], sums.shape[3]
     for r in range(lo, hi):
         k, j = divmod(r, H)
         s_ih = s_hh = 0.0
         for b in range(B):
-            s_ih += sums[0, k, b, j]
-            s_hh += sums[S - 1, k, b, j]
+            s_ih += sums[b, 0, k, j]
+            s_hh += sums[b, S - 1, k, j]
         g_b_ih[r] += g_b_ih.dtype.type(s_ih)
         g_b_hh[r] += g_b_hh.dtype.type(s_hh)
 
@@ -488,10 +489,16 @@ def embedding_gradients(d_table, p_ih, p_emb, D, g_w_ih, g_emb, lo, hi):
 
 
 @njit
-def add_rows(acc, d):
-    """acc += d (1-D views of one length; acc float64, d the kernel's dtype)."""
-    for j in range(acc.shape[0]):
-        acc[j] += d[j]
+def add_stream_sums(sums, s, k, d, lo, hi):
+    """sums[b, s, k] += d[b] for the streams b in lo..hi: sums (B, S, G, H) float64, d (B, H).
+    Stream-major, so that each thread's sums are one block of memory: laid out (S, G, B, H),
+    each thread's rows of every (B, H) slab had the other thread's rows in the next page, and
+    the two threads updating those slabs at every step slowed the small LSTM's backward by
+    10-15% (measured with one thread's sums moved to a separate array)."""
+    for b in range(lo, hi):
+        acc, src = sums[b, s, k], d[b]
+        for j in range(acc.shape[0]):
+            acc[j] += src[j]
 
 
 @njit

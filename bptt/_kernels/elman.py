@@ -10,7 +10,7 @@ import numpy as np
 from .. import _parallel
 from .._config import njit
 from . import _common
-from ._common import (add_rows, clip_inplace, gate_input, gate_product, gemm, load_state,
+from ._common import (add_stream_sums, clip_inplace, gate_input, gate_product, gemm, load_state,
                       norm, pack_steps, reset_rows, rows, step_input)
 from .fastmath import tanh, wide_vectors
 
@@ -52,7 +52,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     final-state gradient on entry, the initial-state gradient on exit; fills da (1, T, B, H)
     with the pre-activation gradients, dx (T, B, D), and px, ph with the panels of x and
     h_prev; norms (1, T, B) receives ||dL/dh_t|| per stream, or is (1, 0, B) for no
-    recording; fired[t, lo] is set where the state clip changed a value at step t; sums[0, 0]
+    recording; fired[t, lo] is set where the state clip changed a value at step t; sums[:, 0, 0]
     (B, H) float64 receives the sum of da over time."""
     wide_vectors()
     T, B, H = h.shape
@@ -60,8 +60,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     has_dy = dy.shape[0] != 0
     rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
-    acc = rows(sums[0, 0], lo, hi)
-    acc[:] = 0
+    sums[lo:hi] = 0
     dhb = rows(dh, lo, hi)
     for t in range(T - 1, -1, -1):
         d, hb = rows(da[0, t], lo, hi), rows(h[t], lo, hi)
@@ -81,7 +80,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
         else:
             for j in range(d.shape[0]):
                 d[j] = dhb[j] * (one - hb[j] * hb[j])
-        add_rows(acc, d)
+        add_stream_sums(sums, 0, 0, da[0, t], lo, hi)
         gemm(da[0, t], False, p_hh[0], H, dh, lo, hi, False)
         reset_rows(dh, resets[t], lo, hi)
         if do_clip and clip_inplace(dh, clip, lo, hi):

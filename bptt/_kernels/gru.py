@@ -14,7 +14,7 @@ import numpy as np
 from .. import _parallel
 from .._config import njit
 from . import _common
-from ._common import (add_rows, clip_inplace, gate_input, gate_product, gemm, load_state,
+from ._common import (add_stream_sums, clip_inplace, gate_input, gate_product, gemm, load_state,
                       norm, pack_steps, reset_rows, rows, step_input)
 from .fastmath import sigmoid, tanh, wide_vectors
 
@@ -63,17 +63,15 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     gradients of the input-side pre-activations (dr, dz, dn), dah (3, T, B, H) with those of
     the recurrent side (dr, dz, dn * r), dx (T, B, D), and px, ph with the panels of x and
     h_prev; norms (1, T, B) receives ||dL/dh_t|| per stream, or is (1, 0, B) for no
-    recording; fired[t, lo] is set where the state clip changed a value at step t; sums[0]
-    and sums[1] (3, B, H) float64 receive the sums of dai and dah over time."""
+    recording; fired[t, lo] is set where the state clip changed a value at step t; sums[:, 0]
+    and sums[:, 1] (B, 3, H) float64 receive the sums of dai and dah over time."""
     wide_vectors()
     T, B, H = hn.shape
     one = hn.dtype.type(1)
     has_dy = dy.shape[0] != 0
     rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
-    for s in range(2):
-        for k in range(3):
-            rows(sums[s, k], lo, hi)[:] = 0
+    sums[lo:hi] = 0
     dhb = rows(dh, lo, hi)
     for t in range(T - 1, -1, -1):
         gt = gates[t]
@@ -104,8 +102,8 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
         for j in range(dhb.shape[0]):
             dhb[j] *= gz[j]
         for k in range(3):
-            add_rows(rows(sums[0, k], lo, hi), rows(dai[k, t], lo, hi))
-            add_rows(rows(sums[1, k], lo, hi), rows(dah[k, t], lo, hi))
+            add_stream_sums(sums, 0, k, dai[k, t], lo, hi)
+            add_stream_sums(sums, 1, k, dah[k, t], lo, hi)
         for k in range(3):   # dh = dh * z + dah @ W_hh
             gemm(dah[k, t], False, p_hh[k], H, dh, lo, hi, True)
         reset_rows(dh, resets[t], lo, hi)

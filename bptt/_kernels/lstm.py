@@ -15,7 +15,7 @@ from .. import _parallel
 from .._config import njit
 from .._memory import aligned_copy
 from . import _common
-from ._common import (add_rows, clip_inplace, gate_input, gate_product, gemm, load_state,
+from ._common import (add_stream_sums, clip_inplace, gate_input, gate_product, gemm, load_state,
                       norm, pack_steps, reset_rows, rows, step_input)
 from .fastmath import sigmoid, tanh, wide_vectors
 
@@ -68,16 +68,15 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     with the pre-activation gradients, dx (T, B, D), and px, ph with the panels of x and
     h_prev (for the weight gradients); norms (2, T, B) receives ||dL/dh_t|| and ||dL/dc_t||
     per stream (see BackwardContext), or is (2, 0, B) for no recording; fired[t, lo] is set
-    where the state clip changed a value at step t; sums[0] (4, B, H) float64 receives the sum
-    of da over time."""
+    where the state clip changed a value at step t; sums[:, 0] (B, 4, H) float64 receives the
+    sum of da over time."""
     wide_vectors()
     T, B, H = tanh_c.shape
     one = tanh_c.dtype.type(1)
     has_dy = dy.shape[0] != 0
     rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
-    for k in range(4):
-        rows(sums[0, k], lo, hi)[:] = 0
+    sums[lo:hi] = 0
     dhb, dcb = rows(dh, lo, hi), rows(dc, lo, hi)
     for t in range(T - 1, -1, -1):
         gt = gates[t]
@@ -108,7 +107,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
         for j in range(dcb.shape[0]):   # to c_{t-1}
             dcb[j] *= gf[j]
         for k in range(4):
-            add_rows(rows(sums[0, k], lo, hi), rows(da[k, t], lo, hi))
+            add_stream_sums(sums, 0, k, da[k, t], lo, hi)
         for k in range(4):
             gemm(da[k, t], False, p_hh[k], H, dh, lo, hi, k > 0)
         reset_rows(dh, resets[t], lo, hi)
