@@ -137,9 +137,9 @@ def time_interleaved(fns, steps, warmup=3, rounds=4, settle=0.3, min_block=0.05)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def gemm_rate(repeats=10):
-    """GFLOP/s of float32 GEMM through the BLAS the kernels use (numba's np.dot, scipy's
-    OpenBLAS), at the size of the large workload's weight gradient and at 1024^3: the best."""
+def gemm_call(m, k, n):
+    """A function making one float32 GEMM (m, k) @ (k, n) through the BLAS the kernels use
+    (numba's np.dot, scipy's OpenBLAS), and the FLOPs it does."""
     import numba
 
     @numba.njit
@@ -147,18 +147,27 @@ def gemm_rate(repeats=10):
         np.dot(a, b, out)
 
     rng = np.random.default_rng(0)
-    best = 0.0
-    for m, k, n in ((1024, 1024, 1024), (2048, 3200, 512)):
-        a = rng.standard_normal((m, k)).astype(np.float32)
-        b = rng.standard_normal((k, n)).astype(np.float32)
-        out = np.empty((m, n), np.float32)
-        dot(a, b, out)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    out = np.empty((m, n), np.float32)
+    dot(a, b, out)
+    return (lambda: dot(a, b, out)), 2 * m * k * n
+
+
+GEMM_SIZES = ((1024, 1024, 1024), (2048, 3200, 512))   # 1024^3, the large weight gradient's
+
+
+def gemm_rate(repeats=10):
+    """(GFLOP/s, size) of float32 GEMM at the best of GEMM_SIZES."""
+    best = (0.0, GEMM_SIZES[0])
+    for size in GEMM_SIZES:
+        call, fl = gemm_call(*size)
         ts = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            dot(a, b, out)
+            call()
             ts.append(time.perf_counter() - t0)
-        best = max(best, 2 * m * k * n / statistics.median(ts) / 1e9)
+        best = max(best, (fl / statistics.median(ts) / 1e9, size))
     return best
 
 
@@ -171,8 +180,13 @@ def run_w1(cells, steps, with_numpy, log):
     except ImportError:
         have_torch = False
         log("PyTorch is not importable: its column is left empty (pip install torch==2.13.0)")
-    rate = gemm_rate()
-    log(f"GEMM rate (float32, scipy's OpenBLAS through numba): {rate:.0f} GFLOP/s")
+    rate, size = gemm_rate()
+    log(f"GEMM rate (float32, scipy's OpenBLAS through numba): {rate:.0f} GFLOP/s at "
+        f"{size[0]}x{size[1]}x{size[2]}; measured again beside every row")
+    # the machine's speed drifts by 10-30% over minutes: the GEMM reference of a row is timed
+    # in the same interleaved rounds as the row's steps, so that its share compares like
+    # with like
+    gemm, gemm_flops = gemm_call(*size)
     rows = []
     for name, T, B, H in W1:
         for cell in cells:
@@ -181,24 +195,26 @@ def run_w1(cells, steps, with_numpy, log):
                 fns["torch"] = torch_step_fn(cell, T, B, H)
             if with_numpy:
                 fns["numpy"] = numpy_step_fn(cell, T, B, H)
+            fns["gemm"] = gemm
             n = steps if name != "large" else max(20, steps // 2)
             med = time_interleaved(fns, n)
             f, done = flops(cell, T, B, H), flops_done(cell, T, B, H)
+            row_rate = gemm_flops / med["gemm"] / 1e9
             row = {"workload": name, "cell": cell, "T": T, "B": B, "H": H,
                    "bptt_ms": med["bptt"] * 1e3, "gflops": f / med["bptt"] / 1e9,
                    "gflops_done": done / med["bptt"] / 1e9,
-                   "gemm_share": done / med["bptt"] / 1e9 / rate,
+                   "gemm_gflops": row_rate, "gemm_share": done / med["bptt"] / 1e9 / row_rate,
                    "torch_ms": med["torch"] * 1e3 if "torch" in med else None,
                    "numpy_ms": med["numpy"] * 1e3 if "numpy" in med else None}
             row["ratio"] = row["torch_ms"] / row["bptt_ms"] if row["torch_ms"] else None
             rows.append(row)
             log(f"{name:<6} {cell:<6} bptt {row['bptt_ms']:8.3f} ms  "
                 f"{row['gflops']:6.1f} GFLOP/s, {row['gflops_done']:6.1f} done "
-                f"({100 * row['gemm_share']:4.1f}% of GEMM)"
+                f"({100 * row['gemm_share']:4.1f}% of GEMM at {row_rate:.0f})"
                 + (f"  torch {row['torch_ms']:8.3f} ms  ratio {row['ratio']:5.2f}"
                    if row["ratio"] else "")
                 + (f"  numpy {row['numpy_ms']:8.2f} ms" if row["numpy_ms"] else ""))
-    return {"gemm_gflops": rate, "rows": rows, "torch": have_torch}
+    return {"gemm_gflops": rate, "gemm_size": size, "rows": rows, "torch": have_torch}
 
 
 def run_hidden_sweep(hiddens, steps, log):
@@ -380,17 +396,23 @@ def markdown(res):
              ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + f"; {m['blas']}.", ""]
     if "w1" in res:
         w1 = res["w1"]
+        rates = [r["gemm_gflops"] for r in w1["rows"]]
+        m_, k_, n_ = w1["gemm_size"]
         lines += [f"**W1**, float32, median ms per training step (4 rounds, the three "
-                  "implementations interleaved, each block at least 10 steps and 50 ms, after "
-                  "0.3 s idle and one untimed step); GEMM rate measured in the same "
-                  f"run: {w1['gemm_gflops']:.0f} GFLOP/s. GFLOP/s = WORKLOADS.md's count over "
-                  "the time; % of GEMM = the arithmetic bptt actually does over the time, as a "
-                  "share of the GEMM rate (bptt folds the Embedding into the cell's input "
+                  "implementations and a float32 GEMM interleaved, each block at least 10 "
+                  "steps and 50 ms, after 0.3 s idle and one untimed step). GFLOP/s = "
+                  "WORKLOADS.md's count over the time; % of GEMM = the arithmetic bptt actually "
+                  "does over the time, as a share of the GEMM rate timed in the same rounds as "
+                  f"the row (GEMM column: OpenBLAS, {m_}x{k_}x{n_}, the best size at the start; "
+                  f"{min(rates):.0f} to {max(rates):.0f} GFLOP/s over the rows, "
+                  f"{w1['gemm_gflops']:.0f} at the start: this machine's speed drifts over "
+                  "minutes). bptt folds the Embedding into the cell's input "
                   "projection: a V-row table instead of T*B input products, so it does less "
-                  "than the count). Ratio = PyTorch time / bptt time (higher is better for "
+                  "than the count. Ratio = PyTorch time / bptt time (higher is better for "
                   "bptt); numpy = a per-step Python loop.", "",
-                  "| workload | cell | bptt ms | GFLOP/s | % of GEMM | PyTorch ms | ratio | "
-                  "target | numpy ms |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+                  "| workload | cell | bptt ms | GFLOP/s | % of GEMM | GEMM GFLOP/s | "
+                  "PyTorch ms | ratio | target | numpy ms |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
         for r in w1["rows"]:
             tgt = TARGETS[r["workload"]] if r["cell"] in ("elman", "lstm") else None
             ok = r["ratio"] is not None and tgt is not None and r["ratio"] >= tgt
@@ -401,6 +423,7 @@ def markdown(res):
             lines.append(
                 f"| {r['workload']} (T {r['T']}, B {r['B']}, H {r['H']}) | {r['cell']} | "
                 f"{r['bptt_ms']:.3f} | {r['gflops']:.1f} | {100 * r['gemm_share']:.0f}% | "
+                f"{r['gemm_gflops']:.0f} | "
                 + (f"{r['torch_ms']:.3f} | {r['ratio']:.2f} |" if r["ratio"] else "n/a | n/a |")
                 + (f" >= {tgt}{', 60% of GEMM' if r['workload'] == 'large' else ''}{met} |"
                    if tgt else " |")
