@@ -20,6 +20,7 @@ hidden_size.png.
 
 import argparse
 import datetime
+import functools
 import json
 import math
 import os
@@ -137,15 +138,22 @@ def time_interleaved(fns, steps, warmup=3, rounds=4, settle=0.3, min_block=0.05)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def gemm_call(m, k, n):
-    """A function making one float32 GEMM (m, k) @ (k, n) through the BLAS the kernels use
-    (numba's np.dot, scipy's OpenBLAS), and the FLOPs it does."""
+@functools.lru_cache(maxsize=1)
+def _dot():
+    """numba's np.dot (scipy's OpenBLAS, as the kernels' numba sees it), compiled once."""
     import numba
 
     @numba.njit
     def dot(a, b, out):
         np.dot(a, b, out)
 
+    return dot
+
+
+def gemm_call(m, k, n):
+    """A function making one float32 GEMM (m, k) @ (k, n) through the BLAS the kernels use
+    (numba's np.dot, scipy's OpenBLAS), and the FLOPs it does."""
+    dot = _dot()
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)

@@ -33,9 +33,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import bptt._parallel as _par   # noqa: E402
-from run import W1, bptt_step_fn   # noqa: E402
+from breakdown import WORKLOADS, _timed_steps   # noqa: E402
+from run import bptt_step_fn   # noqa: E402
 
-WORKLOADS = {name: (T, B, H) for name, T, B, H in W1}
 LOOPS = ("_forward", "_backward")
 
 
@@ -60,12 +60,7 @@ def capture(cell, T, B, H):
 
 
 def _block(f, reps):
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return statistics.median(_timed_steps(f, reps))
 
 
 def _pair(f0, f1, reps):
