@@ -343,9 +343,10 @@ def test_float32_kernels_do_no_float64_arithmetic():
     assert checked == len(_dispatchers())
     f32, flag, i = numba.float32[:, ::1], numba.boolean[::1], numba.intp
     common = _kernels._common
-    for func, sig in ((common.load_state, (f32, f32, flag, i, i)),
+    for func, sig in ((common.load_state, (numba.float32[:, :, ::1], i, f32, flag, i, i)),
                       (common.reset_rows, (f32, flag, i, i)),
                       (common.clip_inplace, (f32, numba.float32, i, i)),
-                      (_kernels.gemm._gemm, (f32, numba.boolean, numba.float32[:, :, ::1], i,
-                                            f32, i, i, numba.boolean, i, i))):
+                      (_kernels.gemm._gemm, (numba.float32[::1], numba.boolean, i, i, i,
+                                            numba.float32[:, :, ::1], i, numba.float32[::1], i,
+                                            i, i, numba.boolean, i, i))):
         assert not _float64_values(func.py_func, sig), func.__name__

@@ -19,7 +19,9 @@ An Embedding right before a cell can be folded into its input projection (a tabl
 see ``cells._GatedCell.folds``).
 
 Caches hold arrays indexed by time on axis 0 (exactly T entries each) plus ``"resets"`` (T, B),
-so :func:`bptt.module.slice_cache` cuts them like any other cache. Activation derivatives are
+so :func:`bptt.module.slice_cache` cuts them like any other cache. They are time-major views
+of stream-major arrays (each thread's streams one block of memory, see ``_common``); the
+backward takes a whole cache as it is and copies a slice of one. Activation derivatives are
 taken from stored outputs (tanh' = 1 - y^2, sigmoid' = y (1 - y)).
 
 The kernel modules must not import :mod:`bptt.cells` (cells.py imports them).

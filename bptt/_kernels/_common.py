@@ -9,11 +9,18 @@ Threads. Every cell kernel works on a range ``lo:hi`` of the batch streams (the 
 arguments) and runs in parallel over the streams (:mod:`bptt._parallel`): a forward or
 backward pass is one parallel call of the time loop, plus one for the weight gradients.
 
-Gate-major layout. The G gate blocks of a cell (LSTM i, f, g, o; GRU r, z, n) are kept apart:
-the activated gates of step t are ``gates[t]`` (G, B, H) and the pre-activation gradients
-``da`` (G, T, B, H), so that a thread's streams lo..hi of one gate at one step are a single
-contiguous run of (hi - lo) * H numbers, and the elementwise work of a step is a few long
-loops instead of a few short loops per stream. Weights are packed gate block by gate block.
+Stream-major layout. What a kernel keeps per step for the backward (the cache: activated
+gates (B, T, G, H), the states h_prev, c_prev... (B, T, H)) and the pre-activation gradients
+``da`` (B, T, G, H) are laid out stream by stream, so that a thread's streams lo..hi are one
+block of memory of their own through all T steps. Time-major, (T, G, B, H), each step's
+(B, H) slabs held both threads' rows side by side in the same pages, and the two threads
+writing them at every step made the small LSTM's time loops 1.2-1.3 times as slow as one
+half of the streams alone (stream-major: 1.05-1.1). The caches hold time-major *views* of
+these arrays (time on axis 0, see bptt.module), which :func:`stream_major` turns back; the
+layer outputs y and the inputs x stay time-major. Within a step the G gate blocks of a
+stream are adjacent (LSTM i, f, g, o; GRU r, z, n); weights are packed gate block by gate
+block. Sums over the T*B positions (the weight gradients) run in the order of the positions
+b*T + t.
 
 Matrix products. All of them go through :mod:`bptt._kernels.gemm` on weights packed once per
 call (no BLAS: a multi-threaded BLAS spins its own threads between calls, which starves the
@@ -28,7 +35,7 @@ import numpy as np
 from .. import _parallel
 from .._config import njit
 from .._memory import aligned_empty
-from .gemm import gemm, gemm_k, pack, pack_range, packed_shape
+from .gemm import gemm, gemm_at, gemm_k, pack, pack_range, pack_rows, packed_shape
 
 
 PACK_WORK = 25   # multiply-add equivalents of packing one element (for bptt._parallel.run)
@@ -70,6 +77,19 @@ def kernel_array(a, dtype):
             and a.flags.writeable):
         return a
     return np.require(a, dtype=dtype, requirements=["C", "W"])
+
+
+def time_major(a):
+    """The time-major view (T, B, H) or (T, G, B, H) of a stream-major array (B, T, H) or
+    (B, T, G, H): what a cache holds (no copy)."""
+    return a.transpose(1, 0, 2) if a.ndim == 3 else a.transpose(1, 2, 0, 3)
+
+
+def stream_major(a, dtype):
+    """The stream-major kernel array of a cache's time-major array (the inverse of
+    :func:`time_major`): no copy for a whole cache of the kernels, a copy for a slice of one
+    in time (a TBPTT window, one step) or any other layout."""
+    return kernel_array(a.transpose(1, 0, 2) if a.ndim == 3 else a.transpose(2, 0, 1, 3), dtype)
 
 
 def packed(owner, name, m, trans):
@@ -176,53 +196,61 @@ def input_cache(x, fold):
 
 
 @njit
-def gate_input(x, tokens, table, p_ih, bias, gates, scratch, lo, hi):
-    """gates[t, k, lo:hi] = the input projection of gate k, x[t, lo:hi] @ W_ih[k block]^T +
-    bias[k block], for every t (p_ih the gate panels of W_ih^T). With all the streams on
-    this thread, one product over the T*B rows per gate, into ``scratch`` (T*B, H) (the
-    kernel's output array: not yet filled; it may be the gates themselves, G = 1), then into
-    the gates: a product per step would read the weights again at every step (at B = 1 that
-    was most of a forward). With an embedding folded in (tokens (T, B) not empty) it does
-    nothing: :func:`step_input` fills each step's rows instead."""
-    T, G, B, H = gates.shape
+def gate_input(x, tokens, table, p_ih, bias, out, sb, st, scratch, lo, hi):
+    """The input projection of gate k for stream b at step t, x[t, b] @ W_ih[k block]^T +
+    bias[k block], into ``out`` (flat) at b*sb + t*st + k*H (the G gate blocks of a stream's
+    step adjacent: stream-major gates (B, T, G, H) have sb = T*G*H, st = G*H), for every t
+    and gate (p_ih the gate panels of W_ih^T, (G, ., ., .)). With all the streams on this
+    thread, one product over the T*B rows per gate, into ``scratch`` (T*B, H) (the kernel's
+    output array: not yet filled), then into place: a product per step would read the
+    weights again at every step (at B = 1 that was most of a forward). With an embedding
+    folded in (tokens (T, B) not empty) it does nothing: :func:`step_input` fills each
+    step's rows instead."""
+    T, B, D = x.shape
+    G, H = p_ih.shape[0], scratch.shape[1]
     if tokens.shape[0] != 0:
         return
     if lo == 0 and hi == B:
-        xs = x.reshape(T * B, x.shape[2])
+        xs = x.reshape(T * B, D)
         for k in range(G):
             gemm(xs, False, p_ih[k], H, scratch, 0, T * B, False)
             bk = bias[k * H:(k + 1) * H]
             for t in range(T):
                 for b in range(B):
-                    src, dst = scratch[t * B + b], gates[t, k, b]
+                    src, o = scratch[t * B + b], b * sb + t * st + k * H
+                    dst = out[o:o + H]
                     for j in range(H):
                         dst[j] = src[j] + bk[j]
         return
+    xf = x.reshape(x.size)
     for t in range(T):
         for k in range(G):
-            gemm(x[t], False, p_ih[k], H, gates[t, k], lo, hi, False)
+            gemm_at(xf, False, (t * B + lo) * D, D, 1, p_ih[k], H, out, lo * sb + t * st + k * H,
+                    sb, hi - lo, False)
             bk = bias[k * H:(k + 1) * H]
             for b in range(lo, hi):
-                row = gates[t, k, b]
+                o = b * sb + t * st + k * H
+                row = out[o:o + H]
                 for j in range(H):
                     row[j] += bk[j]
 
 
 @njit
-def step_input(tokens, table, gt, t, lo, hi):
-    """With an embedding folded in (tokens (T, B) not empty): gt[k, b] = table[k, tokens[t,
-    b]] for the streams b in lo..hi and every gate k of step t (gt (G, B, H), table (G, V, H),
-    bias included): the same numbers as :func:`gate_input`'s, as the product of an embedded
-    token is its table row. Done step by step, just before the step's recurrent product adds
-    to them, so that they are still in cache then (filled for all T steps first, they were
-    not). Does nothing without tokens."""
+def step_input(tokens, table, out, sb, st, t, lo, hi):
+    """With an embedding folded in (tokens (T, B) not empty): the rows of step t of the
+    streams lo..hi in ``out`` (laid out as for :func:`gate_input`) = table[k, tokens[t, b]]
+    for every gate k (table (G, V, H), bias included): the same numbers as gate_input's, as
+    the product of an embedded token is its table row. Done step by step, just before the
+    step's recurrent product adds to them, so that they are still in cache then (filled for
+    all T steps first, they were not). Does nothing without tokens."""
     if tokens.shape[0] == 0:
         return
-    G, B, H = gt.shape
+    G, H = table.shape[0], table.shape[2]
     for b in range(lo, hi):
         v = tokens[t, b]
         for k in range(G):
-            src, dst = table[k, v], gt[k, b]
+            o = b * sb + t * st + k * H
+            src, dst = table[k, v], out[o:o + H]
             for j in range(H):
                 dst[j] = src[j]
 
@@ -234,21 +262,24 @@ def rows(a2, lo, hi):
     return a2.reshape(a2.shape[0] * n)[lo * n:hi * n]
 
 
+@njit(inline="always")
+def flat(a):
+    """A C array as one flat 1-D view."""
+    return a.reshape(a.size)
+
+
 @njit
 def gate_product(da, p, out, acc, lo, hi):
-    """out[t, lo:hi] (+)= sum over gates k of da[k, t, lo:hi] @ M_k, for every t: da
-    (G, T, B, H), p the gate panels of the M_k (H, N), out (T, B, N) (dx, and dh for one
-    step with T = 1)."""
-    G, T, B, H = da.shape
+    """out[t, b] (+)= sum over gates k of da[b, t, k] @ M_k for the streams b in lo..hi and
+    every t: da (B, T, G, H) stream-major, p the gate panels of the M_k (H, N), out (T, B, N)
+    time-major (dx): per stream, one product of its T rows per gate."""
+    B, T, G, H = da.shape
     N = out.shape[2]
-    if lo == 0 and hi == B:
+    d, o = flat(da), flat(out)
+    for b in range(lo, hi):
         for k in range(G):
-            gemm(da[k].reshape(T * B, H), False, p[k], N, out.reshape(T * B, N), 0, T * B,
-                 acc or k > 0)
-        return
-    for t in range(T):
-        for k in range(G):
-            gemm(da[k, t], False, p[k], N, out[t], lo, hi, acc or k > 0)
+            gemm_at(d, False, (b * T * G + k) * H, G * H, 1, p[k], N, o, b * N, B * N, T,
+                    acc or k > 0)
 
 
 def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), dah=None):
@@ -257,18 +288,18 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     embedding folded in (the cache holds "tokens"), dx is None and the embedding's weight
     gradient is added instead.
 
-    The kernels take, in this order: dy, x, h_prev (from the cache), p_hh and p_ih (the gate
-    panels of W_hh and W_ih), resets, clip, norms, fired (T, B) flags of the state clip,
-    sums (B, S, G, H) float64 (each stream's sum over time of the pre-activation gradients,
-    for the biases; stream-major, see :func:`add_stream_sums`), dx, px and ph (filled with
-    the panels of x and h_prev, for the weight gradients; with an embedding folded in, x, dx
-    and px have no rows and px is left alone),
-    then ``extra`` (scalars), the cache arrays named in ``cached``, the state-gradient arrays
-    (updated in place to the initial state's gradient), the work arrays ``work`` (a list of
-    (name, shape)) and lo, hi. The first work array is the gradient of the pre-activations
-    (G, T, B, H) that the weight gradients of W_ih and b_ih are made of; ``dah`` names
-    another work array for those of W_hh and b_hh (the GRU's; then S = 2), else the same one
-    serves (S = 1).
+    The kernels take, in this order: dy, x (time-major), h_prev (stream-major, from the
+    cache), p_hh and p_ih (the gate panels of W_hh and W_ih), resets, clip, norms, fired
+    (T, B) flags of the state clip, sums (B, S, G, H) float64 (each stream's sum over time of
+    the pre-activation gradients, for the biases; see :func:`add_stream_sums`), dx, px and ph
+    (filled with the panels of x and h_prev in the order of the positions b*T + t, for the
+    weight gradients; with an embedding folded in, x, dx and px have no rows and px is left
+    alone), then ``extra`` (scalars, or arrays passed as they are), the stream-major cache
+    arrays named in ``cached``, the state-gradient arrays (updated in place to the initial
+    state's gradient), the work arrays ``work`` (a list of (name, shape)) and lo, hi. The
+    first work array is the gradient of the pre-activations (B, T, G, H) that the weight
+    gradients of W_ih and b_ih are made of; ``dah`` names another work array for those of
+    W_hh and b_hh (the GRU's; then S = 2), else the same one serves (S = 1).
     """
     resets = cache["resets"]
     T, B = resets.shape
@@ -276,7 +307,7 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     H, D = cell.hidden_size, cell.input_size
     GH = G * H
     dstate = state_gradient(cell, dstate, B)
-    h_prev = kernel_array(cache["h_prev"], dt)
+    h_prev = stream_major(cache["h_prev"], dt)
     norms = norm_record(ctx, len(dstate), T, B, dt)
     fired = np.zeros((T, B), dtype=bool)
     sums = buffer(cell, "sums", (B, 1 if dah is None else 2, G, H), np.float64)
@@ -287,7 +318,7 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
         emb = cache["embedding"]
         x = dx = nothing((0, B, D), dt)
         px = packed(cell, "px", kernel_array(emb.params["weight"], dt), False)
-        tokens = kernel_array(cache["tokens"], np.int64).reshape(-1)
+        tokens = np.ascontiguousarray(cache["tokens"].T, np.int64).reshape(-1)  # b*T + t
         d_table = buffer(cell, "d_table", (G, px.shape[1], H), dt)
     else:
         x = kernel_array(cache["x"], dt)
@@ -299,11 +330,11 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
                   (output_gradient(cell, dy, T, B), x, h_prev,
                    p_hh, p_ih,
                    kernel_array(resets, bool), clip_value(ctx, dt), norms, fired, sums, dx, px,
-                   ph, *extra, *(kernel_array(cache[k], dt) for k in cached), *dstate,
+                   ph, *extra, *(stream_major(cache[k], dt) for k in cached), *dstate,
                    *arrays.values()),
                   work=T * B * GH * (D + H))
-    da = arrays[work[0][0]].reshape(G, T * B, H)
-    da_h = da if dah is None else arrays[dah].reshape(G, T * B, H)
+    da = arrays[work[0][0]].reshape(B * T, GH)
+    da_h = da if dah is None else arrays[dah].reshape(B * T, GH)
     weights = GH * (H + (0 if folded else D))
     wg_work = T * B * weights
     # the entries each share sums: the weights' and, with an embedding folded in, the table's
@@ -337,26 +368,22 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
 @njit
 def weight_gradients(da, da_h, px, ph, D, tokens, d_table, g_w_ih, g_w_hh, sums, g_b_ih,
                      g_b_hh, lo, hi):
-    """Rows lo..hi of the weight gradients, from all T*B positions at once: for each gate k,
-    dW_hh[k block] += da_h[k]^T h_prev and dW_ih[k block] += da[k]^T x. da, da_h (G, T*B, H);
-    px, ph the panels of x (T*B, D) and h_prev (T*B, H). The biases: g_b_ih, g_b_hh (G*H,)
-    += the sums over the streams of sums[:, 0] and sums[:, -1] (B, S, G, H) float64, in stream
-    order, rounded to the biases' dtype. With an embedding folded in (tokens (T*B,) not
-    empty) dW_ih is left to :func:`embedding_gradients`; instead the rows of d_table
-    (G, V, H) for the matching share of the tokens are set to the sums of da by token."""
-    G, N, H = da.shape
+    """Rows lo..hi (of G*H) of the weight gradients, from all N = T*B positions at once:
+    dW_hh += da_h^T h_prev and dW_ih += da^T x. da, da_h (N, G*H), the positions in the
+    order b*T + t; px, ph the panels of x (N, D) and h_prev (N, H) in the same order. The
+    biases: g_b_ih, g_b_hh (G*H,) += the sums over the streams of sums[:, 0] and sums[:, -1]
+    (B, S, G, H) float64, in stream order, rounded to the biases' dtype. With an embedding
+    folded in (tokens (N,) not empty, in the same order) dW_ih is left to
+    :func:`embedding_gradients`; instead the rows of d_table (G, V, H) for the matching share
+    of the tokens are set to the sums of da by token."""
+    N, GH = da.shape
     bias_gradients(sums, g_b_ih, g_b_hh, lo, hi)
-    for k in range(G):
-        a, b = max(lo, k * H), min(hi, (k + 1) * H)
-        if a < b:
-            gemm(da_h[k], True, ph, H, g_w_hh[k * H:(k + 1) * H], a - k * H, b - k * H, True)
-            if tokens.shape[0] == 0:
-                gemm(da[k], True, px, D, g_w_ih[k * H:(k + 1) * H], a - k * H, b - k * H,
-                     True)
+    gemm(da_h, True, ph, g_w_hh.shape[1], g_w_hh, lo, hi, True)
     if tokens.shape[0] == 0:
+        gemm(da, True, px, D, g_w_ih, lo, hi, True)
         return
-    V = d_table.shape[1]
-    v0, v1 = lo * V // (G * H), hi * V // (G * H)
+    G, V, H = d_table.shape
+    v0, v1 = lo * V // GH, hi * V // GH
     for k in range(G):
         for v in range(v0, v1):
             d_table[k, v] = 0
@@ -364,7 +391,7 @@ def weight_gradients(da, da_h, px, ph, D, tokens, d_table, g_w_ih, g_w_hh, sums,
         v = tokens[n]
         if v0 <= v < v1:
             for k in range(G):
-                src, dst = da[k, n], d_table[k, v]
+                src, dst = da[n, k * H:(k + 1) * H], d_table[k, v]
                 for j in range(H):
                     dst[j] += src[j]
 
@@ -390,31 +417,30 @@ def weight_grad_shares(n, entries):
 
 @njit
 def weight_gradient_shares(da, da_h, px, ph, tokens, part_hh, part_ih, part_table, lo, hi):
-    """Shares lo..hi of :func:`weight_gradients`' sums over the N = T*B positions, cut into
-    part_hh.shape[0] equal runs: for run c and gate k, part_hh[c] (G*H, H) rows k*H.. =
-    da_h[k]^T h_prev and part_ih[c] (G*H, D) the same of da and x (no columns with an
-    embedding folded in), or, with one folded in (tokens (T*B,) not empty), part_table[c]
-    (G, V, H) = the sums of da by token, all over run c only."""
-    G, N, H = da.shape
+    """Shares lo..hi of :func:`weight_gradients`' sums over the N = T*B positions (in its
+    order), cut into part_hh.shape[0] equal runs: for run c, part_hh[c] (G*H, H) = da_h^T
+    h_prev and part_ih[c] (G*H, D) the same of da and x (no columns with an embedding folded
+    in), or, with one folded in (tokens (N,) not empty), part_table[c] (G, V, H) = the sums
+    of da by token, all over run c only."""
+    N, GH = da.shape
     shares = part_hh.shape[0]
-    D = part_ih.shape[2]
+    H, D = part_hh.shape[2], part_ih.shape[2]
     folded = tokens.shape[0] != 0
     for c in range(lo, hi):
         n0, n1 = c * N // shares, (c + 1) * N // shares
-        for k in range(G):
-            gemm_k(da_h[k], True, ph, H, part_hh[c, k * H:(k + 1) * H], 0, H, False, n0, n1)
-            if not folded:
-                gemm_k(da[k], True, px, D, part_ih[c, k * H:(k + 1) * H], 0, H, False, n0,
-                       n1)
-        if folded:
+        gemm_k(da_h, True, ph, H, part_hh[c], 0, GH, False, n0, n1)
+        if not folded:
+            gemm_k(da, True, px, D, part_ih[c], 0, GH, False, n0, n1)
+        else:
             table = part_table[c]
+            G = table.shape[0]
             for k in range(G):
                 for v in range(table.shape[1]):
                     table[k, v] = 0
             for n in range(n0, n1):
                 v = tokens[n]
                 for k in range(G):
-                    src, dst = da[k, n], table[k, v]
+                    src, dst = da[n, k * H:(k + 1) * H], table[k, v]
                     for j in range(H):
                         dst[j] += src[j]
 
@@ -489,14 +515,13 @@ def embedding_gradients(d_table, p_ih, p_emb, D, g_w_ih, g_emb, lo, hi):
 
 
 @njit
-def add_stream_sums(sums, s, k, d, lo, hi):
-    """sums[b, s, k] += d[b] for the streams b in lo..hi: sums (B, S, G, H) float64, d (B, H).
-    Stream-major, so that each thread's sums are one block of memory: laid out (S, G, B, H),
-    each thread's rows of every (B, H) slab had the other thread's rows in the next page, and
-    the two threads updating those slabs at every step slowed the small LSTM's backward by
-    10-15% (measured with one thread's sums moved to a separate array)."""
+def add_stream_sums(sums, s, da, t, lo, hi):
+    """sums[b, s] += da[b, t] (G, H) for the streams b in lo..hi: sums (B, S, G, H) float64,
+    da (B, T, G, H). Stream-major like the caches (see the module docstring): laid out
+    (S, G, B, H), each thread's rows of every (B, H) slab had the other thread's rows in the
+    next page, and that alone slowed the small LSTM's backward by 10-15%."""
     for b in range(lo, hi):
-        acc, src = sums[b, s, k], d[b]
+        acc, src = flat(sums[b, s]), flat(da[b, t])
         for j in range(acc.shape[0]):
             acc[j] += src[j]
 
@@ -516,14 +541,20 @@ def column_sums(a, lo, hi, out, acc):
 
 
 @njit
-def pack_steps(m, p, T, B, lo, hi):
-    """Rows t*B + lo .. t*B + hi of the panels p of m (T*B, N), for every t (a thread's
-    streams)."""
-    if lo == 0 and hi == B:
-        pack_range(m, p, 0, T * B)
-    else:
-        for t in range(T):
-            pack_range(m, p, t * B + lo, t * B + hi)
+def pack_streams(m, p, lo, hi):
+    """The positions b*T + t of the streams lo..hi into the panels p of the (B*T, N) matrix
+    of m (B, T, N), stream-major: one run of rows per thread."""
+    B, T, N = m.shape
+    pack_range(m.reshape(B * T, N), p, lo * T, hi * T)
+
+
+@njit
+def pack_time_major(x, p, lo, hi):
+    """The same for x (T, B, N) time-major: row b*T + t of the panels p is x[t, b]."""
+    T, B, N = x.shape
+    xf = flat(x)
+    for b in range(lo, hi):
+        pack_rows(xf, b * N, B * N, T, N, p, b * T)
 
 
 def output_gradient(cell, dy, T, B):
@@ -561,17 +592,20 @@ def state_gradient(cell, dstate, B):
 
 
 @njit
-def load_state(dst, src, reset, lo, hi):
-    """dst[b] = src[b], or zeros where reset[b] (the state entering a step), b in lo..hi."""
+def load_state(dst, t, src, reset, lo, hi):
+    """dst[b, t] = src[b], or zeros where reset[b] (the state entering step t), b in lo..hi:
+    dst (B, T, H) stream-major, src (B, H)."""
     zero = dst.dtype.type(0)
-    H = dst.shape[1]
+    H = dst.shape[2]
     for b in range(lo, hi):
+        d = dst[b, t]
         if reset[b]:
             for j in range(H):
-                dst[b, j] = zero
+                d[j] = zero
         else:
+            s = src[b]
             for j in range(H):
-                dst[b, j] = src[b, j]
+                d[j] = s[j]
 
 
 @njit

@@ -390,34 +390,36 @@ _GEMM_DTYPES = ("float32", "float64")
 _GEMM_SIGNATURES = [f"void({t}[:, ::1], boolean, {t}[:, :, ::1], intp, {t}[:, ::1], intp, intp, "
                     "boolean)" for t in _GEMM_DTYPES]
 _GEMM_K_SIGNATURES = [s[:-1] + ", intp, intp)" for s in _GEMM_SIGNATURES]
+_GEMM_AT_SIGNATURES = [f"void({t}[::1], boolean, intp, intp, intp, {t}[:, :, ::1], intp, "
+                       f"{t}[::1], intp, intp, intp, boolean)" for t in _GEMM_DTYPES]
+_CORE_SIGNATURES = [s[:-1] + ", intp, intp)" for s in _GEMM_AT_SIGNATURES]
 
 
-@njit(_GEMM_K_SIGNATURES)
-def _gemm(A, trans, P, N, C, r0, r1, acc, ka, kz):
-    """The product of :func:`gemm_k` (called by its symbol, see :func:`gemm`)."""
+@njit(_CORE_SIGNATURES)
+def _gemm(A, trans, a_off, a_rs, a_ks, P, N, C, c_off, c_rs, n, acc, ka, kz):
+    """The product of :func:`gemm_at` summing over k = ka..kz only (called by its symbol, see
+    :func:`gemm`)."""
     _noinline()
     nsub, K, L = P.shape
     if kz <= ka:
         if not acc:
-            for r in range(r0, r1):
-                C[r, :N] = 0
+            for r in range(n):
+                row = c_off + r * c_rs
+                C[row:row + N] = 0
         return
-    c_rs = C.shape[1]
     p_vs = K * L
-    lda = A.shape[1]
-    a_rs, a_ks = (1, lda) if trans else (lda, 1)
     kb = K_BLOCK_T if trans else K_BLOCK
-    if r1 - r0 == 1:   # a matrix-vector product
+    if n == 1:   # a matrix-vector product
         for k0 in range(ka, kz, kb):
             kn = min(kb, kz - k0)
             for g in range(0, nsub, WIDE):
                 nv = min(WIDE, nsub - g)
-                _single_row(nv, A, r0 * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L,
-                            p_vs, C, r0 * c_rs + g * L, c_rs, kn,
+                _single_row(nv, A, a_off + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L,
+                            p_vs, C, c_off + g * L, c_rs, kn,
                             min(L, N - (g + nv - 1) * L), acc or k0 > ka)
         return
-    for rb in range(r0, r1, ROW_BLOCK):
-        rb1 = min(rb + ROW_BLOCK, r1)
+    for rb in range(0, n, ROW_BLOCK):
+        rb1 = min(rb + ROW_BLOCK, n)
         for k0 in range(ka, kz, kb):
             kn = min(kb, kz - k0)
             add = acc or k0 > ka
@@ -426,24 +428,26 @@ def _gemm(A, trans, P, N, C, r0, r1, acc, ka, kz):
                 last = min(L, N - (g + nv - 1) * L)
                 r = rb
                 while nv == 1 and r + TALL <= rb1:
-                    _tall1(A, r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L, p_vs,
-                           C, r * c_rs + g * L, c_rs, kn, last, add)
+                    _tall1(A, a_off + r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L,
+                           p_vs, C, c_off + r * c_rs + g * L, c_rs, kn, last, add)
                     r += TALL
                 while r + MR <= rb1:
-                    _block(nv, A, r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L, p_vs,
-                           C, r * c_rs + g * L, c_rs, kn, last, add)
+                    _block(nv, A, a_off + r * a_rs + k0 * a_ks, a_rs, a_ks, P,
+                           g * p_vs + k0 * L, p_vs, C, c_off + r * c_rs + g * L, c_rs, kn,
+                           last, add)
                     r += MR
                 if nv == NV and rb1 - r >= 4:   # the rows left over
-                    _rows4(A, r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L, p_vs, C,
-                           r * c_rs + g * L, c_rs, kn, last, add)
+                    _rows4(A, a_off + r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L,
+                           p_vs, C, c_off + r * c_rs + g * L, c_rs, kn, last, add)
                     r += 4
                 if nv == NV and rb1 - r >= 2:
-                    _rows2(A, r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L, p_vs, C,
-                           r * c_rs + g * L, c_rs, kn, last, add)
+                    _rows2(A, a_off + r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L,
+                           p_vs, C, c_off + r * c_rs + g * L, c_rs, kn, last, add)
                     r += 2
                 while r < rb1:
-                    _single_row(nv, A, r * a_rs + k0 * a_ks, a_rs, a_ks, P, g * p_vs + k0 * L,
-                                p_vs, C, r * c_rs + g * L, c_rs, kn, last, add)
+                    _single_row(nv, A, a_off + r * a_rs + k0 * a_ks, a_rs, a_ks, P,
+                                g * p_vs + k0 * L, p_vs, C, c_off + r * c_rs + g * L, c_rs,
+                                kn, last, add)
                     r += 1
 
 
@@ -458,17 +462,17 @@ if not numba.config.DISABLE_JIT:
 
 
 @intrinsic
-def _call_gemm(typingctx, A, trans, P, N, C, r0, r1, acc, ka, kz):
-    """``_gemm(A, trans, P, N, C, r0, r1, acc, ka, kz)`` through the symbol its code is
-    registered under, declared in the caller's module instead of linked into it."""
+def _call_gemm(typingctx, A, trans, a_off, a_rs, a_ks, P, N, C, c_off, c_rs, n, acc, ka, kz):
+    """``_gemm(...)`` (the same arguments) through the symbol its code is registered under,
+    declared in the caller's module instead of linked into it."""
     if not (isinstance(A, types.Array) and isinstance(P, types.Array)
             and isinstance(C, types.Array) and A.dtype == P.dtype == C.dtype
-            and str(A.dtype) in _GEMM_DTYPES and (A.ndim, P.ndim, C.ndim) == (2, 3, 2)
+            and str(A.dtype) in _GEMM_DTYPES and (A.ndim, P.ndim, C.ndim) == (1, 3, 1)
             and A.layout == P.layout == C.layout == "C"):
         return None
-    argtys = (types.Array(A.dtype, 2, "C"), types.boolean, types.Array(A.dtype, 3, "C"),
-              types.intp, types.Array(A.dtype, 2, "C"), types.intp, types.intp, types.boolean,
-              types.intp, types.intp)
+    vec, ints = types.Array(A.dtype, 1, "C"), (types.intp,) * 3
+    argtys = (vec, types.boolean, *ints, types.Array(A.dtype, 3, "C"), types.intp, vec,
+              *ints, types.boolean, types.intp, types.intp)
     name = _symbol(A.dtype)
 
     def codegen(context, builder, signature, args):
@@ -480,7 +484,22 @@ def _call_gemm(typingctx, A, trans, P, N, C, r0, r1, acc, ka, kz):
         context.call_conv.call_function(builder, fn, types.none, argtys, values)
         return context.get_dummy_value()
 
-    return types.void(A, trans, P, N, C, r0, r1, acc, ka, kz), codegen
+    return types.void(A, trans, a_off, a_rs, a_ks, P, N, C, c_off, c_rs, n, acc, ka, kz), codegen
+
+
+@njit(_GEMM_AT_SIGNATURES)
+def gemm_at(A, trans, a_off, a_rs, a_ks, P, N, C, c_off, c_rs, n, acc):
+    """The product on flat arrays with explicit offsets and strides (in elements), for
+    operands laid out as no 2-D array is (a cache stream-major, its step t one row of each
+    stream): for r < n, j < N, ``C[c_off + r*c_rs + j] (+)= sum_k A[a_off + r*a_rs + k*a_ks]
+    * M[k, j]``, M packed in P. ``trans`` picks the k block of an A read across rows (see
+    K_BLOCK_T); the sums are the same as :func:`gemm`'s for the same elements."""
+    _call_gemm(A, trans, a_off, a_rs, a_ks, P, N, C, c_off, c_rs, n, acc, 0, P.shape[1])
+
+
+@njit(inline="always")
+def _flat(a):
+    return a.reshape(a.size)
 
 
 @njit(_GEMM_SIGNATURES)
@@ -497,14 +516,20 @@ def gemm(A, trans, P, N, C, r0, r1, acc):
     registered under at import: a kernel that called it by name would link a copy of it (all
     the micro-kernels) into its own code, to be compiled again, cached and loaded with every
     kernel."""
-    _call_gemm(A, trans, P, N, C, r0, r1, acc, 0, P.shape[1])
+    lda, c_rs = A.shape[1], C.shape[1]
+    a_rs, a_ks = (1, lda) if trans else (lda, 1)
+    _call_gemm(_flat(A), trans, r0 * a_rs, a_rs, a_ks, P, N, _flat(C), r0 * c_rs, c_rs,
+               r1 - r0, acc, 0, P.shape[1])
 
 
 @njit(_GEMM_K_SIGNATURES)
 def gemm_k(A, trans, P, N, C, r0, r1, acc, ka, kz):
     """:func:`gemm` summing over k = ka..kz only (rows ka..kz of M, and of op(A)'s columns):
     the product of a share of a long sum, for the threads to split K between them."""
-    _call_gemm(A, trans, P, N, C, r0, r1, acc, ka, kz)
+    lda, c_rs = A.shape[1], C.shape[1]
+    a_rs, a_ks = (1, lda) if trans else (lda, 1)
+    _call_gemm(_flat(A), trans, r0 * a_rs, a_rs, a_ks, P, N, _flat(C), r0 * c_rs, c_rs,
+               r1 - r0, acc, ka, kz)
 
 
 def _lanes(a):
@@ -550,6 +575,17 @@ def pack_range(M, P, k0, k1):
     for s in range(P.shape[0]):
         n0 = s * L
         _panel_copy(M, k0 * m_rs + n0, m_rs, P, (s * K + k0) * L, k1 - k0, min(L, N - n0))
+
+
+@njit
+def pack_rows(m, m_off, m_rs, n, N, P, p0):
+    """Rows p0..p0+n of ``pack(M, False, P)`` for M (K, N), from n rows of it laid out in the
+    flat array m: row i at m_off + i*m_rs, its N numbers adjacent (a stream's steps in a
+    time-major (T, B, N) array, for example)."""
+    L = _lanes(P)
+    K = P.shape[1]
+    for s in range(P.shape[0]):
+        _panel_copy(m, m_off + s * L, m_rs, P, (s * K + p0) * L, n, min(L, N - s * L))
 
 
 @njit
