@@ -112,6 +112,9 @@ def embedding_backward(tokens, dy, g_w):
             row[j] += d[j]
 
 
+SOFTMAX_BLOCK = 32   # rows whose exponentials are taken in one flat loop
+
+
 @njit
 def softmax_cross_entropy(logits, targets, weights, scale, losses, wloss, grad, lo, hi):
     """Fused, stable softmax + negative log-likelihood, rows lo..hi.
@@ -122,24 +125,40 @@ def softmax_cross_entropy(logits, targets, weights, scale, losses, wloss, grad, 
     d(scale * sum(w * loss)) / d logits = scale * w * (softmax - onehot). Rows of weight 0 get
     a zero gradient (their logits are not read beyond the loss), ignoring whatever target
     they hold.
+
+    A block of rows at a time: the shifted logits of the block are written to grad and
+    exponentiated in one flat loop (row by row, V = 65 left a scalar exp at every row's end),
+    and the logarithms are taken after all the rows (a libm call in the row loop held up the
+    vector work around it); each number is computed by the same operations as row by row.
     """
     wide_vectors()
     V = logits.shape[1]
+    one = logits.dtype.type(scale)
+    for b0 in range(lo, hi, SOFTMAX_BLOCK):
+        b1 = min(b0 + SOFTMAX_BLOCK, hi)
+        for i in range(b0, b1):
+            row, g = logits[i], grad[i]
+            m = row_max(row)
+            for j in range(V):
+                g[j] = row[j] - m
+            wloss[i] = g[targets[i]]   # the target's shifted logit, until the loss is known
+        block = grad[b0:b1].reshape((b1 - b0) * V)
+        for j in range(block.shape[0]):
+            block[j] = exp(block[j])
+        for i in range(b0, b1):
+            g = grad[i]
+            s = row_sum(g)
+            losses[i] = s   # the sum, until the loss is known
+            w = weights[i]
+            c = one * w / s
+            for j in range(V):
+                g[j] *= c
+            g[targets[i]] -= one * w
     for i in range(lo, hi):
-        row, g = logits[i], grad[i]
-        m = row_max(row)
-        for j in range(V):   # no running sum here, so that the loop vectorises
-            g[j] = exp(row[j] - m)
-        s = row_sum(g)
-        t = targets[i]
-        w = weights[i]
-        loss = np.log(s) - (row[t] - m)
+        loss = np.log(losses[i]) - logits.dtype.type(wloss[i])
         losses[i] = loss
+        w = weights[i]
         wloss[i] = float(w) * float(loss) if w != 0 else 0.0
-        c = row.dtype.type(scale) * w / s
-        for j in range(V):
-            g[j] *= c
-        g[t] -= row.dtype.type(scale) * w
 
 
 def row_max(a):
