@@ -23,11 +23,11 @@ KINDS = {
 }
 DTYPES = [np.float32, np.float64]
 CACHE_KEYS = {
-    "elman-tanh": {"x", "h_prev", "h", "resets", "kernel"},
-    "elman-relu": {"x", "h_prev", "h", "resets", "kernel"},
-    "elman-linear": {"x", "h_prev", "h", "resets", "kernel"},
-    "lstm": {"x", "h_prev", "c_prev", "gates", "tanh_c", "resets", "kernel"},
-    "gru": {"x", "h_prev", "gates", "hn", "resets", "kernel"},
+    "elman-tanh": {"x", "h_prev", "h", "resets", "kernel", "stream_major"},
+    "elman-relu": {"x", "h_prev", "h", "resets", "kernel", "stream_major"},
+    "elman-linear": {"x", "h_prev", "h", "resets", "kernel", "stream_major"},
+    "lstm": {"x", "h_prev", "c_prev", "gates", "tanh_c", "resets", "kernel", "stream_major"},
+    "gru": {"x", "h_prev", "gates", "hn", "resets", "kernel", "stream_major"},
 }
 D, H = 3, 5
 
@@ -149,6 +149,39 @@ def test_backward_on_sliced_cache(kind, dtype, start, clip):
     (dx_f, d0_f, fired_f), (dx_s, d0_s, fired_s) = results
     assert_same_run(fast, slow, (dx_f, d0_f), (dx_s, d0_s), dtype)
     assert fired_f == fired_s
+
+
+@kinds
+@dtypes
+def test_a_window_is_read_in_place_and_agrees_with_a_copy(kind, dtype):
+    """The backward of a cache cut in time reads the forward's own stream-major arrays from
+    the window's first step (no copy), with the same numbers as the same window handed over
+    as plain time-major copies (which the backward copies to stream-major)."""
+    rng = np.random.default_rng(12)
+    T, B, a, b = 7, 3, 2, 6
+    cell, _ = pair(kind, dtype)
+    x = rng.standard_normal((T, B, D))
+    _, _, cache = cell.forward(x, random_state(cell, B, rng), some_resets(T, B, rng))
+    piece = slice_cache(cache, a, b)
+    names = ("h_prev",) + tuple(k for k in ("gates", "c_prev", "tanh_c", "hn") if k in cache)
+    arrays, t0 = _kernels._common.stream_major_window(piece, names, np.dtype(dtype))
+    assert t0 == a
+    whole = dict(cache["stream_major"])
+    for k, arr in zip(names, arrays):
+        assert arr is whole[k]   # the forward's array itself
+    copied = copy.deepcopy(piece)   # its arrays no longer views of the forward's
+    assert _kernels._common.stream_major_window(copied, names, np.dtype(dtype))[1] == 0
+    dy, dstate = rng.standard_normal((b - a, B, H)), random_state(cell, B, rng)
+    out = []
+    for c in (piece, copied):
+        cell.zero_grad()
+        dx, d0 = cell.backward(dy, dstate, c)
+        out.append((dx, d0, {k: g.copy() for k, g in cell.grads.items()}))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    for u, v in zip(out[0][1], out[1][1]):
+        np.testing.assert_array_equal(u, v)
+    for k in out[0][2]:
+        np.testing.assert_array_equal(out[0][2][k], out[1][2][k])
 
 
 @kinds

@@ -88,8 +88,51 @@ def time_major(a):
 def stream_major(a, dtype):
     """The stream-major kernel array of a cache's time-major array (the inverse of
     :func:`time_major`): no copy for a whole cache of the kernels, a copy for a slice of one
-    in time (a TBPTT window, one step) or any other layout."""
-    return kernel_array(a.transpose(1, 0, 2) if a.ndim == 3 else a.transpose(2, 0, 1, 3), dtype)
+    in time or any other layout."""
+    return kernel_array(_streams_first(a), dtype)
+
+
+def _streams_first(a):
+    return a.transpose(1, 0, 2) if a.ndim == 3 else a.transpose(2, 0, 1, 3)
+
+
+def stream_major_cache(**arrays):
+    """The cache entries of a kernel's stream-major arrays: each name's time-major view (cut
+    in time like any cache entry) and, under "stream_major", the arrays themselves as a
+    tuple of (name, array) pairs (metadata to bptt.module.slice_cache: never cut), from which
+    :func:`stream_major_window` reads a window in place."""
+    return {**{k: time_major(a) for k, a in arrays.items()},
+            "stream_major": tuple(arrays.items())}
+
+
+def stream_major_window(cache, names, dtype):
+    """``(arrays, t0)``: stream-major kernel arrays for the cache's time-major arrays
+    ``names``, and the step of those arrays at which the cache starts. A cache cut in time (a
+    TBPTT window, one step: :func:`bptt.module.slice_cache`) holds views of the forward's
+    arrays (see :func:`stream_major_cache`); the backward takes those whole and reads their
+    steps t0 .. t0 + T (no copy: a window's copy cost 7-9% of a step at k2 < k1). Anything
+    else (arrays replaced or copied) is copied to stream-major (t0 = 0)."""
+    T = cache["resets"].shape[0]
+    whole = dict(cache.get("stream_major", ()))
+    out, t0 = [], None
+    for k in names:
+        v, s = cache[k], whole.get(k)
+        if not (type(s) is np.ndarray and type(v) is np.ndarray and s.dtype == dtype
+                and s.flags.c_contiguous and s.flags.writeable and s.ndim == v.ndim):
+            break
+        back = _streams_first(v)
+        if not (back.strides == s.strides and back.shape[0] == s.shape[0]
+                and back.shape[2:] == s.shape[2:]):
+            break
+        off = back.__array_interface__["data"][0] - s.__array_interface__["data"][0]
+        t, rem = divmod(off, s.strides[1])
+        if rem or t < 0 or t + T > s.shape[1] or (t0 is not None and t != t0):
+            break
+        out.append(s)
+        t0 = t
+    else:
+        return out, (t0 or 0)
+    return [stream_major(cache[k], dtype) for k in names], 0
 
 
 def packed(owner, name, m, trans):
@@ -294,9 +337,11 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     the pre-activation gradients, for the biases; see :func:`add_stream_sums`), dx, px and ph
     (filled with the panels of x and h_prev in the order of the positions b*T + t, for the
     weight gradients; with an embedding folded in, x, dx and px have no rows and px is left
-    alone), then ``extra`` (scalars, or arrays passed as they are), the stream-major cache
-    arrays named in ``cached``, the state-gradient arrays (updated in place to the initial
-    state's gradient), the work arrays ``work`` (a list of (name, shape)) and lo, hi. The
+    alone), t0 (the stream-major arrays' step at which the T steps of the cache start: see
+    :func:`stream_major_window`), then ``extra`` (scalars, or arrays passed as they are), the
+    stream-major cache arrays named in ``cached``, the state-gradient arrays (updated in place
+    to the initial state's gradient), the work arrays ``work`` (a list of (name, shape),
+    indexed by the cache's steps 0..T) and lo, hi. The
     first work array is the gradient of the pre-activations (B, T, G, H) that the weight
     gradients of W_ih and b_ih are made of; ``dah`` names another work array for those of
     W_hh and b_hh (the GRU's; then S = 2), else the same one serves (S = 1).
@@ -307,7 +352,7 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     H, D = cell.hidden_size, cell.input_size
     GH = G * H
     dstate = state_gradient(cell, dstate, B)
-    h_prev = stream_major(cache["h_prev"], dt)
+    (h_prev, *stored), t0 = stream_major_window(cache, ("h_prev",) + tuple(cached), dt)
     norms = norm_record(ctx, len(dstate), T, B, dt)
     fired = np.zeros((T, B), dtype=bool)
     sums = buffer(cell, "sums", (B, 1 if dah is None else 2, G, H), np.float64)
@@ -330,7 +375,7 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
                   (output_gradient(cell, dy, T, B), x, h_prev,
                    p_hh, p_ih,
                    kernel_array(resets, bool), clip_value(ctx, dt), norms, fired, sums, dx, px,
-                   ph, *extra, *(stream_major(cache[k], dt) for k in cached), *dstate,
+                   ph, t0, *extra, *stored, *dstate,
                    *arrays.values()),
                   work=T * B * GH * (D + H))
     da = arrays[work[0][0]].reshape(B * T, GH)
@@ -541,11 +586,17 @@ def column_sums(a, lo, hi, out, acc):
 
 
 @njit
-def pack_streams(m, p, lo, hi):
-    """The positions b*T + t of the streams lo..hi into the panels p of the (B*T, N) matrix
-    of m (B, T, N), stream-major: one run of rows per thread."""
-    B, T, N = m.shape
-    pack_range(m.reshape(B * T, N), p, lo * T, hi * T)
+def pack_streams(m, t0, T, p, lo, hi):
+    """The positions b*T + t of the streams lo..hi (steps t0 + t, t < T, of m (B, Tm, N),
+    stream-major) into the panels p of the (B*T, N) matrix they make: one run of rows per
+    stream, one run per thread for a whole m."""
+    B, Tm, N = m.shape
+    if t0 == 0 and T == Tm:
+        pack_range(m.reshape(B * T, N), p, lo * T, hi * T)
+        return
+    mf = flat(m)
+    for b in range(lo, hi):
+        pack_rows(mf, (b * Tm + t0) * N, N, T, N, p, b * T)
 
 
 @njit

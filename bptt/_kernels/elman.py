@@ -49,10 +49,11 @@ def _forward(x, tokens, table, p_ih, bias, p_hh, h0, resets, act, h_prev, y, lo,
 
 
 @njit
-def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, px, ph, act, h,
-              dh, da, lo, hi):
-    """Streams lo..hi. dy (T, B, H), or (0, B, H) for zeros; x (T, B, D) and h (T, B, H, the
-    outputs) time-major, h_prev (B, T, H) from the cache; p_hh, p_ih the (one-gate) panels
+def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, px, ph, t0, act,
+              h, dh, da, lo, hi):
+    """Streams lo..hi, over the T steps of a cache. dy (T, B, H), or (0, B, H) for zeros; x
+    (T, B, D) and h (T, B, H, the outputs) time-major; h_prev stream-major, the cache's steps
+    at t0 .. t0 + T (see _common.run_backward); p_hh, p_ih the (one-gate) panels
     of W_hh and W_ih (for d @ W); dh (B, H) the final-state gradient on entry, the
     initial-state gradient on exit; fills da (B, T, 1, H) with the pre-activation gradients,
     dx (T, B, D), and px, ph with the panels of x and h_prev; norms (1, T, B) receives
@@ -94,7 +95,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     if dx.shape[0] != 0:   # (no rows: an embedding folded in, see _common.run_backward)
         gate_product(da, p_ih, dx, False, lo, hi)
         pack_time_major(x, px, lo, hi)
-    pack_streams(h_prev, ph, lo, hi)
+    pack_streams(h_prev, t0, T, ph, lo, hi)
 
 
 def forward(cell, x, state, resets, fold=None):
@@ -113,8 +114,8 @@ def forward(cell, x, state, resets, fold=None):
                    _common.kernel_array(resets, bool), act, h_prev, y),
                   work=T * B * (D + H) * H)
     final = y[T - 1].copy() if T else h0.copy()
-    cache = {**_common.input_cache(x, fold), "h_prev": _common.time_major(h_prev), "h": y,
-             "resets": resets}
+    cache = {**_common.input_cache(x, fold), "h": y, "resets": resets,
+             **_common.stream_major_cache(h_prev=h_prev)}
     return y, (final,), cache
 
 

@@ -59,10 +59,11 @@ def _forward(x, tokens, table, p_ih, bias, p_hh, b_hn, h0, resets, gates, h_prev
 
 
 @njit
-def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, px, ph,
+def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, px, ph, t0,
               gates, hn, dh, dai, dah, lo, hi):
-    """Streams lo..hi. dy (T, B, H), or (0, B, H) for zeros; x (T, B, D), and h_prev, gates,
-    hn from the cache (stream-major); p_hh, p_ih the gate panels of W_hh and W_ih (for
+    """Streams lo..hi, over the T = len(resets) steps of a cache. dy (T, B, H), or (0, B, H)
+    for zeros; x (T, B, D); h_prev, gates, hn stream-major, the cache's steps at t0 .. t0 + T
+    (see _common.run_backward); p_hh, p_ih the gate panels of W_hh and W_ih (for
     d @ W); dh (B, H) the final-state gradient on entry, the initial-state gradient on exit;
     fills dai (B, T, 3, H) with the gradients of the input-side pre-activations (dr, dz, dn),
     dah (B, T, 3, H) with those of the recurrent side (dr, dz, dn * r), dx (T, B, D), and
@@ -71,7 +72,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     value at step t; sums[:, 0] and sums[:, 1] (B, 3, H) float64 receive the sums of dai and
     dah over time."""
     wide_vectors()
-    B, T, H = h_prev.shape
+    B, T, H = h_prev.shape[0], resets.shape[0], h_prev.shape[2]
     one = h_prev.dtype.type(1)
     has_dy = dy.shape[0] != 0
     rec = norms.shape[1] != 0
@@ -80,11 +81,11 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     ahf, dhf = flat(dah), flat(dh)
     for t in range(T - 1, -1, -1):
         for b in range(lo, hi):
-            gt, di, dj = gates[b, t], dai[b, t], dah[b, t]
+            gt, di, dj = gates[b, t0 + t], dai[b, t], dah[b, t]
             gr, gz, gn = gt[0], gt[1], gt[2]
             dr, dz, dn = di[0], di[1], di[2]
             er, ez, en = dj[0], dj[1], dj[2]
-            hnb, hpb, dhb = hn[b, t], h_prev[b, t], dh[b]
+            hnb, hpb, dhb = hn[b, t0 + t], h_prev[b, t0 + t], dh[b]
             if has_dy:
                 dyb = dy[t, b]
                 for j in range(H):
@@ -117,7 +118,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     if dx.shape[0] != 0:   # (no rows: an embedding folded in, see _common.run_backward)
         gate_product(dai, p_ih, dx, False, lo, hi)
         pack_time_major(x, px, lo, hi)
-    pack_streams(h_prev, ph, lo, hi)
+    pack_streams(h_prev, t0, T, ph, lo, hi)
 
 
 def forward(cell, x, state, resets, fold=None):
@@ -139,9 +140,8 @@ def forward(cell, x, state, resets, fold=None):
                    _common.kernel_array(resets, bool), gates, h_prev, hn, y),
                   work=T * B * (D + H) * G * H)
     final = y[T - 1].copy() if T else h0.copy()
-    tm = _common.time_major
-    cache = {**_common.input_cache(x, fold), "h_prev": tm(h_prev), "gates": tm(gates),
-             "hn": tm(hn), "resets": resets}
+    cache = {**_common.input_cache(x, fold), "resets": resets,
+             **_common.stream_major_cache(h_prev=h_prev, gates=gates, hn=hn)}
     return y, (final,), cache
 
 

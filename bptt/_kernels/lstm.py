@@ -62,10 +62,11 @@ def _forward(x, tokens, table, p_ih, bias, p_hh, h0, c, resets, gates, h_prev, c
 
 
 @njit
-def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, px, ph,
+def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, px, ph, t0,
               gates, c_prev, tanh_c, dh, dc, da, lo, hi):
-    """Streams lo..hi. dy (T, B, H), or (0, B, H) for zeros; x (T, B, D), and h_prev, gates,
-    c_prev, tanh_c from the cache (stream-major); p_hh, p_ih the gate panels of W_hh and
+    """Streams lo..hi, over the T = len(resets) steps of a cache. dy (T, B, H), or (0, B, H)
+    for zeros; x (T, B, D); h_prev, gates, c_prev, tanh_c stream-major, the cache's steps at
+    t0 .. t0 + T (see _common.run_backward); p_hh, p_ih the gate panels of W_hh and
     W_ih (for d @ W); dh, dc (B, H) the final-state gradient on entry, the initial-state
     gradient on exit; fills da (B, T, 4, H) with the pre-activation gradients, dx (T, B, D),
     and px, ph with the panels of x and h_prev (for the weight gradients); norms (2, T, B)
@@ -73,7 +74,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     for no recording; fired[t, lo] is set where the state clip changed a value at step t;
     sums[:, 0] (B, 4, H) float64 receives the sum of da over time."""
     wide_vectors()
-    T, B, H = h_prev.shape[1], h_prev.shape[0], h_prev.shape[2]
+    T, B, H = resets.shape[0], h_prev.shape[0], h_prev.shape[2]
     one = h_prev.dtype.type(1)
     has_dy = dy.shape[0] != 0
     rec = norms.shape[1] != 0
@@ -82,10 +83,10 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     daf, dhf = flat(da), flat(dh)
     for t in range(T - 1, -1, -1):
         for b in range(lo, hi):
-            gt, dt = gates[b, t], da[b, t]
+            gt, dt = gates[b, t0 + t], da[b, t]
             gi, gf, gg, go = gt[0], gt[1], gt[2], gt[3]
             di, df, dg, do = dt[0], dt[1], dt[2], dt[3]
-            tc, cp, dhb, dcb = tanh_c[b, t], c_prev[b, t], dh[b], dc[b]
+            tc, cp, dhb, dcb = tanh_c[b, t0 + t], c_prev[b, t0 + t], dh[b], dc[b]
             if has_dy:
                 dyb = dy[t, b]
                 for j in range(H):
@@ -120,7 +121,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     if dx.shape[0] != 0:   # (no rows: an embedding folded in, see _common.run_backward)
         gate_product(da, p_ih, dx, False, lo, hi)
         pack_time_major(x, px, lo, hi)
-    pack_streams(h_prev, ph, lo, hi)
+    pack_streams(h_prev, t0, T, ph, lo, hi)
 
 
 def forward(cell, x, state, resets, fold=None):
@@ -141,9 +142,9 @@ def forward(cell, x, state, resets, fold=None):
                    _common.kernel_array(resets, bool), gates, h_prev, c_prev, tanh_c, y),
                   work=T * B * (D + H) * G * H)
     final = (y[T - 1].copy() if T else h0.copy(), c)
-    tm = _common.time_major
-    cache = {**_common.input_cache(x, fold), "h_prev": tm(h_prev), "c_prev": tm(c_prev),
-             "gates": tm(gates), "tanh_c": tm(tanh_c), "resets": resets}
+    cache = {**_common.input_cache(x, fold), "resets": resets,
+             **_common.stream_major_cache(h_prev=h_prev, c_prev=c_prev, gates=gates,
+                                          tanh_c=tanh_c)}
     return y, final, cache
 
 
