@@ -660,6 +660,16 @@ def load_state(dst, t, src, reset, lo, hi):
 
 
 @njit
+def add_output_gradient(dhb, dy, t, b):
+    """dhb += dy[t, b]: the output gradient of stream b at step t into its state gradient
+    (dy (T, B, H), or (0, B, H) for zeros: nothing to add)."""
+    if dy.shape[0] != 0:
+        src = dy[t, b]
+        for j in range(dhb.shape[0]):
+            dhb[j] += src[j]
+
+
+@njit
 def reset_rows(d, reset, lo, hi):
     """Zero the rows lo..hi of d where reset is true (no gradient crosses a reset)."""
     zero = d.dtype.type(0)

@@ -11,9 +11,9 @@ import numpy as np
 from .. import _parallel
 from .._config import njit
 from . import _common
-from ._common import (add_stream_sums, clip_inplace, flat, gate_input, gate_product, gemm_at,
-                      load_state, norm, pack_streams, pack_time_major, reset_rows, rows,
-                      step_input)
+from ._common import (add_output_gradient, add_stream_sums, clip_inplace, flat, gate_input,
+                      gate_product, gemm_at, load_state, norm, pack_streams, pack_time_major,
+                      reset_rows, rows, step_input)
 from .fastmath import tanh, wide_vectors
 
 TANH, RELU, LINEAR = 0, 1, 2
@@ -63,7 +63,6 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     wide_vectors()
     T, B, H = h.shape
     one, zero = h.dtype.type(1), h.dtype.type(0)
-    has_dy = dy.shape[0] != 0
     rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
     sums[lo:hi] = 0
@@ -71,10 +70,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     for t in range(T - 1, -1, -1):
         for b in range(lo, hi):
             d, hb, dhb = da[b, t, 0], h[t, b], dh[b]
-            if has_dy:
-                dyb = dy[t, b]
-                for j in range(H):
-                    dhb[j] += dyb[j]
+            add_output_gradient(dhb, dy, t, b)
             if rec:
                 norms[0, t, b] = norm(dhb)
             if act == RELU:

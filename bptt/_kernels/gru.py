@@ -14,8 +14,9 @@ import numpy as np
 from .. import _parallel
 from .._config import njit
 from . import _common
-from ._common import (add_stream_sums, clip_inplace, flat, gate_input, gate_product, gemm_at,
-                      load_state, norm, pack_streams, pack_time_major, reset_rows, step_input)
+from ._common import (add_output_gradient, add_stream_sums, clip_inplace, flat, gate_input,
+                      gate_product, gemm_at, load_state, norm, pack_streams, pack_time_major,
+                      reset_rows, step_input)
 from .fastmath import sigmoid, tanh, wide_vectors
 
 G = 3
@@ -74,7 +75,6 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     wide_vectors()
     B, T, H = h_prev.shape[0], resets.shape[0], h_prev.shape[2]
     one = h_prev.dtype.type(1)
-    has_dy = dy.shape[0] != 0
     rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
     sums[lo:hi] = 0
@@ -86,10 +86,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
             dr, dz, dn = di[0], di[1], di[2]
             er, ez, en = dj[0], dj[1], dj[2]
             hnb, hpb, dhb = hn[b, t0 + t], h_prev[b, t0 + t], dh[b]
-            if has_dy:
-                dyb = dy[t, b]
-                for j in range(H):
-                    dhb[j] += dyb[j]
+            add_output_gradient(dhb, dy, t, b)
             if rec:
                 norms[0, t, b] = norm(dhb)
             # one output array per loop, so that LLVM vectorises each

@@ -15,8 +15,9 @@ from .. import _parallel
 from .._config import njit
 from .._memory import aligned_copy
 from . import _common
-from ._common import (add_stream_sums, clip_inplace, flat, gate_input, gate_product, gemm_at,
-                      load_state, norm, pack_streams, pack_time_major, reset_rows, step_input)
+from ._common import (add_output_gradient, add_stream_sums, clip_inplace, flat, gate_input,
+                      gate_product, gemm_at, load_state, norm, pack_streams, pack_time_major,
+                      reset_rows, step_input)
 from .fastmath import sigmoid, tanh, wide_vectors
 
 G = 4
@@ -76,7 +77,6 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     wide_vectors()
     T, B, H = resets.shape[0], h_prev.shape[0], h_prev.shape[2]
     one = h_prev.dtype.type(1)
-    has_dy = dy.shape[0] != 0
     rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
     sums[lo:hi] = 0
@@ -87,10 +87,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
             gi, gf, gg, go = gt[0], gt[1], gt[2], gt[3]
             di, df, dg, do = dt[0], dt[1], dt[2], dt[3]
             tc, cp, dhb, dcb = tanh_c[b, t0 + t], c_prev[b, t0 + t], dh[b], dc[b]
-            if has_dy:
-                dyb = dy[t, b]
-                for j in range(H):
-                    dhb[j] += dyb[j]
+            add_output_gradient(dhb, dy, t, b)
             if rec:
                 norms[0, t, b] = norm(dhb)
                 norms[1, t, b] = norm(dcb)
