@@ -14,8 +14,9 @@ gates (B, T, G, H), the states h_prev, c_prev... (B, T, H)) and the pre-activati
 ``da`` (B, T, G, H) are laid out stream by stream, so that a thread's streams lo..hi are one
 block of memory of their own through all T steps. Time-major, (T, G, B, H), each step's
 (B, H) slabs held both threads' rows side by side in the same pages, and the two threads
-writing them at every step made the small LSTM's time loops 1.2-1.3 times as slow as one
-half of the streams alone (stream-major: 1.05-1.1). The caches hold time-major *views* of
+writing them at every step made the small LSTM's time loops 1.2-1.35 times as slow as one
+half of the streams alone (stream-major: 1.1-1.2, against 1.05-1.1 for two problems of half
+the streams side by side). The caches hold time-major *views* of
 these arrays (time on axis 0, see bptt.module), which :func:`stream_major` turns back; the
 layer outputs y and the inputs x stay time-major. Within a step the G gate blocks of a
 stream are adjacent (LSTM i, f, g, o; GRU r, z, n); weights are packed gate block by gate
@@ -341,10 +342,10 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     :func:`stream_major_window`), then ``extra`` (scalars, or arrays passed as they are), the
     stream-major cache arrays named in ``cached``, the state-gradient arrays (updated in place
     to the initial state's gradient), the work arrays ``work`` (a list of (name, shape),
-    indexed by the cache's steps 0..T) and lo, hi. The
-    first work array is the gradient of the pre-activations (B, T, G, H) that the weight
-    gradients of W_ih and b_ih are made of; ``dah`` names another work array for those of
-    W_hh and b_hh (the GRU's; then S = 2), else the same one serves (S = 1).
+    indexed by the cache's steps 0..T) and lo, hi. The first work array is the gradient of
+    the pre-activations (B, T, G, H) that the weight gradients of W_ih and b_ih are made of;
+    ``dah`` names another work array for those of W_hh and b_hh (the GRU's; then S = 2),
+    else the same one serves (S = 1).
     """
     resets = cache["resets"]
     T, B = resets.shape

@@ -34,18 +34,18 @@ def _forward(x, tokens, table, p_ih, bias, p_hh, h0, c, resets, gates, h_prev, c
     wide_vectors()
     T, B, H = y.shape
     sb, st = T * G * H, G * H   # the gates' stream and step strides
-    gf, hf = flat(gates), flat(h_prev)
-    gate_input(x, tokens, table, p_ih, bias, gf, sb, st, y.reshape(T * B, H), lo, hi)
+    gflat, hflat = flat(gates), flat(h_prev)
+    gate_input(x, tokens, table, p_ih, bias, gflat, sb, st, y.reshape(T * B, H), lo, hi)
     for t in range(T):
         load_state(h_prev, t, h0 if t == 0 else y[t - 1], resets[t], lo, hi)
         load_state(c_prev, t, c, resets[t], lo, hi)
-        step_input(tokens, table, gf, sb, st, t, lo, hi)
+        step_input(tokens, table, gflat, sb, st, t, lo, hi)
         for k in range(G):
-            gemm_at(hf, False, (lo * T + t) * H, T * H, 1, p_hh[k], H, gf,
+            gemm_at(hflat, False, (lo * T + t) * H, T * H, 1, p_hh[k], H, gflat,
                     lo * sb + t * st + k * H, sb, hi - lo, True)
         for b in range(lo, hi):
             gt = gates[b, t]
-            gi, gfo, gg, go = gt[0], gt[1], gt[2], gt[3]
+            gi, gf, gg, go = gt[0], gt[1], gt[2], gt[3]
             ifg = flat(gt)[:2 * H]   # i and f, adjacent: one loop
             cb, cp, tc, yb = c[b], c_prev[b, t], tanh_c[b, t], y[t, b]
             for j in range(ifg.shape[0]):
@@ -55,7 +55,7 @@ def _forward(x, tokens, table, p_ih, bias, p_hh, h0, c, resets, gates, h_prev, c
             for j in range(H):
                 go[j] = sigmoid(go[j])
             for j in range(H):
-                cb[j] = gfo[j] * cp[j] + gi[j] * gg[j]
+                cb[j] = gf[j] * cp[j] + gi[j] * gg[j]
             for j in range(H):
                 tc[j] = tanh(cb[j])
             for j in range(H):
