@@ -428,16 +428,24 @@ def weight_gradients(da, da_h, px, ph, D, tokens, d_table, g_w_ih, g_w_hh, sums,
     if tokens.shape[0] == 0:
         gemm(da, True, px, D, g_w_ih, lo, hi, True)
         return
-    G, V, H = d_table.shape
-    v0, v1 = lo * V // GH, hi * V // GH
+    V = d_table.shape[1]
+    token_sums(da, tokens, 0, N, d_table, lo * V // GH, hi * V // GH)
+
+
+@njit
+def token_sums(da, tokens, n0, n1, table, v0, v1):
+    """Rows v0..v1 of table (G, V, H) = the sums of the gate gradients da[n] (G*H,) over the
+    positions n in n0..n1, in order, whose token (tokens (N,)) is v; the other rows are left
+    alone."""
+    G, H = table.shape[0], table.shape[2]
     for k in range(G):
         for v in range(v0, v1):
-            d_table[k, v] = 0
-    for n in range(N):
+            table[k, v] = 0
+    for n in range(n0, n1):
         v = tokens[n]
         if v0 <= v < v1:
             for k in range(G):
-                src, dst = da[n, k * H:(k + 1) * H], d_table[k, v]
+                src, dst = da[n, k * H:(k + 1) * H], table[k, v]
                 for j in range(H):
                     dst[j] += src[j]
 
@@ -478,17 +486,7 @@ def weight_gradient_shares(da, da_h, px, ph, tokens, part_hh, part_ih, part_tabl
         if not folded:
             gemm_k(da, True, px, D, part_ih[c], 0, GH, False, n0, n1)
         else:
-            table = part_table[c]
-            G = table.shape[0]
-            for k in range(G):
-                for v in range(table.shape[1]):
-                    table[k, v] = 0
-            for n in range(n0, n1):
-                v = tokens[n]
-                for k in range(G):
-                    src, dst = da[n, k * H:(k + 1) * H], table[k, v]
-                    for j in range(H):
-                        dst[j] += src[j]
+            token_sums(da, tokens, n0, n1, part_table[c], 0, part_table.shape[2])
 
 
 @njit
