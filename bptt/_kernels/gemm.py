@@ -502,6 +502,15 @@ def _flat(a):
     return a.reshape(a.size)
 
 
+@njit(inline="always")
+def _matrix_product(A, trans, P, N, C, r0, r1, acc, ka, kz):
+    """:func:`gemm_k` on 2-D C arrays: their offsets and strides for the core."""
+    lda, c_rs = A.shape[1], C.shape[1]
+    a_rs, a_ks = (1, lda) if trans else (lda, 1)
+    _call_gemm(_flat(A), trans, r0 * a_rs, a_rs, a_ks, P, N, _flat(C), r0 * c_rs, c_rs,
+               r1 - r0, acc, ka, kz)
+
+
 @njit(_GEMM_SIGNATURES)
 def gemm(A, trans, P, N, C, r0, r1, acc):
     """Rows r0..r1 of ``C = op(A) @ M`` (``acc``: C += instead), M packed in P by :func:`pack`
@@ -516,20 +525,14 @@ def gemm(A, trans, P, N, C, r0, r1, acc):
     registered under at import: a kernel that called it by name would link a copy of it (all
     the micro-kernels) into its own code, to be compiled again, cached and loaded with every
     kernel."""
-    lda, c_rs = A.shape[1], C.shape[1]
-    a_rs, a_ks = (1, lda) if trans else (lda, 1)
-    _call_gemm(_flat(A), trans, r0 * a_rs, a_rs, a_ks, P, N, _flat(C), r0 * c_rs, c_rs,
-               r1 - r0, acc, 0, P.shape[1])
+    _matrix_product(A, trans, P, N, C, r0, r1, acc, 0, P.shape[1])
 
 
 @njit(_GEMM_K_SIGNATURES)
 def gemm_k(A, trans, P, N, C, r0, r1, acc, ka, kz):
     """:func:`gemm` summing over k = ka..kz only (rows ka..kz of M, and of op(A)'s columns):
     the product of a share of a long sum, for the threads to split K between them."""
-    lda, c_rs = A.shape[1], C.shape[1]
-    a_rs, a_ks = (1, lda) if trans else (lda, 1)
-    _call_gemm(_flat(A), trans, r0 * a_rs, a_rs, a_ks, P, N, _flat(C), r0 * c_rs, c_rs,
-               r1 - r0, acc, ka, kz)
+    _matrix_product(A, trans, P, N, C, r0, r1, acc, ka, kz)
 
 
 def _lanes(a):
