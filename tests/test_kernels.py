@@ -166,7 +166,7 @@ def test_a_window_is_read_in_place_and_agrees_with_a_copy(kind, dtype):
     names = ("h_prev",) + tuple(k for k in ("gates", "c_prev", "tanh_c", "hn") if k in cache)
     arrays, t0 = _kernels._common.stream_major_window(piece, names, np.dtype(dtype))
     assert t0 == a
-    whole = dict(cache["stream_major"])
+    whole = {k: arr for k, arr, _ in cache["stream_major"]}
     for k, arr in zip(names, arrays):
         assert arr is whole[k]   # the forward's array itself
     copied = copy.deepcopy(piece)   # its arrays no longer views of the forward's

@@ -99,27 +99,35 @@ def _streams_first(a):
 
 def stream_major_cache(**arrays):
     """The cache entries of a kernel's stream-major arrays: each name's time-major view (cut
-    in time like any cache entry) and, under "stream_major", the arrays themselves as a
-    tuple of (name, array) pairs (metadata to bptt.module.slice_cache: never cut), from which
-    :func:`stream_major_window` reads a window in place."""
-    return {**{k: time_major(a) for k, a in arrays.items()},
-            "stream_major": tuple(arrays.items())}
+    in time like any cache entry) and, under "stream_major", a tuple of (name, array, view)
+    (metadata to bptt.module.slice_cache: never cut), from which :func:`stream_major_window`
+    finds the arrays again."""
+    views = {k: time_major(a) for k, a in arrays.items()}
+    return {**views, "stream_major": tuple((k, a, views[k]) for k, a in arrays.items())}
 
 
 def stream_major_window(cache, names, dtype):
     """``(arrays, t0)``: stream-major kernel arrays for the cache's time-major arrays
-    ``names``, and the step of those arrays at which the cache starts. A cache cut in time (a
-    TBPTT window, one step: :func:`bptt.module.slice_cache`) holds views of the forward's
-    arrays (see :func:`stream_major_cache`); the backward takes those whole and reads their
-    steps t0 .. t0 + T (no copy: a window's copy cost 7-9% of a step at k2 < k1). Anything
-    else (arrays replaced or copied) is copied to stream-major (t0 = 0)."""
+    ``names``, and the step of those arrays at which the cache starts. A whole cache still
+    holds the views :func:`stream_major_cache` made (t0 = 0, told by identity: this runs at
+    every backward). A cache cut in time (a TBPTT window, one step:
+    :func:`bptt.module.slice_cache`) holds views of the same arrays; the backward takes those
+    whole and reads their steps t0 .. t0 + T (no copy: a window's copy cost 7-9% of a step at
+    k2 < k1). Anything else (arrays replaced or copied) is copied to stream-major (t0 = 0)."""
+    whole = {k: (a, v) for k, a, v in cache.get("stream_major", ())}
+    try:
+        pairs = [whole[k] for k in names]
+    except KeyError:
+        pairs = None
+    if pairs is not None and all(cache[k] is v and a.dtype == dtype
+                                 for k, (a, v) in zip(names, pairs)):
+        return [a for a, _ in pairs], 0
     T = cache["resets"].shape[0]
-    whole = dict(cache.get("stream_major", ()))
     out, t0 = [], None
-    for k in names:
-        v, s = cache[k], whole.get(k)
-        if not (type(s) is np.ndarray and type(v) is np.ndarray and s.dtype == dtype
-                and s.flags.c_contiguous and s.flags.writeable and s.ndim == v.ndim):
+    for k, (s, _) in zip(names, pairs or ()):
+        v = cache[k]
+        if not (type(v) is np.ndarray and s.dtype == dtype and s.flags.c_contiguous
+                and s.flags.writeable and s.ndim == v.ndim):
             break
         back = _streams_first(v)
         if not (back.strides == s.strides and back.shape[0] == s.shape[0]
@@ -132,7 +140,8 @@ def stream_major_window(cache, names, dtype):
         out.append(s)
         t0 = t
     else:
-        return out, (t0 or 0)
+        if pairs is not None:
+            return out, (t0 or 0)
     return [stream_major(cache[k], dtype) for k in names], 0
 
 
