@@ -73,7 +73,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     value at step t; sums[:, 0] and sums[:, 1] (B, 3, H) float64 receive the sums of dai and
     dah over time."""
     wide_vectors()
-    B, T, H = h_prev.shape[0], resets.shape[0], h_prev.shape[2]
+    T, H = resets.shape[0], h_prev.shape[2]
     one = h_prev.dtype.type(1)
     rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)

@@ -75,7 +75,7 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     for no recording; fired[t, lo] is set where the state clip changed a value at step t;
     sums[:, 0] (B, 4, H) float64 receives the sum of da over time."""
     wide_vectors()
-    T, B, H = resets.shape[0], h_prev.shape[0], h_prev.shape[2]
+    T, H = resets.shape[0], h_prev.shape[2]
     one = h_prev.dtype.type(1)
     rec = norms.shape[1] != 0
     do_clip = np.isfinite(clip)
