@@ -64,10 +64,6 @@ def package_sources():
     return glob.glob(os.path.join(_PKG_DIR, "_kernels", "*.py")) + [os.path.abspath(__file__)]
 
 
-if os.access(_PKG_DIR, os.W_OK):
-    drop_stale_caches(os.path.join(_PKG_DIR, "_kernels", "__pycache__"), package_sources())
-
-
 def _loaded_libraries(pattern):
     try:
         with open("/proc/self/maps") as f:
@@ -91,6 +87,27 @@ def blas_core():
 
 
 import numba  # noqa: E402  (must come after NUMBA_CACHE_DIR is settled)
+
+
+def kernel_cache_dir():
+    """The directory numba caches the kernels of ``bptt/_kernels`` in: under its
+    ``NUMBA_CACHE_DIR`` when one is set (by the user, or above for a read-only install), in a
+    subdirectory named as numba names it for that source directory; else the in-tree
+    ``__pycache__``."""
+    kernels = os.path.join(_PKG_DIR, "_kernels")
+    if not numba.config.CACHE_DIR:
+        return os.path.join(kernels, "__pycache__")
+    try:
+        from numba.core.caching import _CacheLocator
+        sub = _CacheLocator.get_suitable_cache_subpath(os.path.join(kernels, "any.py"))
+    except (ImportError, AttributeError):   # numba's scheme (0.59 to 0.68), should it move
+        sub = "_kernels_" + hashlib.sha1(kernels.encode()).hexdigest()
+    return os.path.join(numba.config.CACHE_DIR, sub)
+
+
+# wherever the caches are: under NUMBA_CACHE_DIR, an upgrade that changed gemm.py but not
+# lstm.py would otherwise load lstm's old code, which calls the new gemm with the old arguments
+drop_stale_caches(kernel_cache_dir(), package_sources())
 
 FASTMATH = {"nsz", "arcp", "contract", "afn"}
 CACHE = True
