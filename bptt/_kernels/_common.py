@@ -358,7 +358,7 @@ def run_backward(cell, kernel, dy, dstate, cache, ctx, cached, work, extra=(), d
     """
     resets = cache["resets"]
     T, B = resets.shape
-    dt, p, g, G = cell.dtype, cell.params, cell.grads, cell.gates
+    dt, g, G = cell.dtype, cell.grads, cell.gates
     H, D = cell.hidden_size, cell.input_size
     GH = G * H
     dstate = state_gradient(cell, dstate, B)

@@ -25,7 +25,6 @@ whole float32 range.
 import math
 
 import numpy as np
-from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload, register_jitable
 
