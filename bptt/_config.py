@@ -12,7 +12,8 @@ two-factor 2^n) and lose their accuracy.
 numba checks a cached kernel against the source file it is defined in, not the files of what it
 calls and inlines (every cell kernel uses bptt._kernels.gemm and .fastmath): so whenever any
 kernel source of the package differs from when the caches were written, all of the package's
-kernel caches are dropped at import (:func:`drop_stale_caches`).
+kernel caches are dropped at import (:func:`drop_stale_caches`), wherever numba keeps them
+(:func:`numba_cache_dir`).
 
 BLAS: the kernels do not use one (see bptt._kernels.gemm); :func:`blas_core` tells which
 kernel family scipy's OpenBLAS runs ("Haswell" for AVX2, "SkylakeX" for AVX-512, ...), for
@@ -56,7 +57,7 @@ def drop_stale_caches(cache_dir, sources):
         with open(stamp, "w") as f:
             f.write(digest.hexdigest())
     except OSError:
-        pass   # a read-only install: its caches live under NUMBA_CACHE_DIR
+        pass   # a directory this process cannot write: numba cannot cache there either
 
 
 def package_sources():
@@ -89,25 +90,26 @@ def blas_core():
 import numba  # noqa: E402  (must come after NUMBA_CACHE_DIR is settled)
 
 
-def kernel_cache_dir():
-    """The directory numba caches the kernels of ``bptt/_kernels`` in: under its
+def numba_cache_dir(source_dir):
+    """The directory numba caches the functions of the files in ``source_dir`` in: under its
     ``NUMBA_CACHE_DIR`` when one is set (by the user, or above for a read-only install), in a
     subdirectory named as numba names it for that source directory; else the in-tree
     ``__pycache__``."""
-    kernels = os.path.join(_PKG_DIR, "_kernels")
+    source_dir = os.path.abspath(source_dir)
     if not numba.config.CACHE_DIR:
-        return os.path.join(kernels, "__pycache__")
+        return os.path.join(source_dir, "__pycache__")
     try:
         from numba.core.caching import _CacheLocator
-        sub = _CacheLocator.get_suitable_cache_subpath(os.path.join(kernels, "any.py"))
+        sub = _CacheLocator.get_suitable_cache_subpath(os.path.join(source_dir, "any.py"))
     except (ImportError, AttributeError):   # numba's scheme (0.59 to 0.68), should it move
-        sub = "_kernels_" + hashlib.sha1(kernels.encode()).hexdigest()
+        sub = (os.path.basename(source_dir) + "_"
+               + hashlib.sha1(source_dir.encode()).hexdigest())
     return os.path.join(numba.config.CACHE_DIR, sub)
 
 
 # wherever the caches are: under NUMBA_CACHE_DIR, an upgrade that changed gemm.py but not
 # lstm.py would otherwise load lstm's old code, which calls the new gemm with the old arguments
-drop_stale_caches(kernel_cache_dir(), package_sources())
+drop_stale_caches(numba_cache_dir(os.path.join(_PKG_DIR, "_kernels")), package_sources())
 
 FASTMATH = {"nsz", "arcp", "contract", "afn"}
 CACHE = True

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt._config import drop_stale_caches, package_sources
+from bptt._config import drop_stale_caches, numba_cache_dir, package_sources
 
 # the tests' own kernels inline the package's (fastmath): their caches go stale with it
-drop_stale_caches(os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__"),
+drop_stale_caches(numba_cache_dir(os.path.dirname(os.path.abspath(__file__))),
                   package_sources() + [os.path.abspath(__file__)])
 
 

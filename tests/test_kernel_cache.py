@@ -38,10 +38,11 @@ def _numba_cache_path(dispatcher):
 
 
 def test_the_directory_checked_is_where_numba_caches_the_kernels(tmp_path, monkeypatch):
+    kernels = os.path.dirname(gemm.__file__)
     for kernel in (gemm.pack, lstm._forward):
-        assert _numba_cache_path(kernel) == _config.kernel_cache_dir()
+        assert _numba_cache_path(kernel) == _config.numba_cache_dir(kernels)
     monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))   # NUMBA_CACHE_DIR set
     for kernel in (gemm.pack, lstm._forward):
         path = _numba_cache_path(kernel)
-        assert path == _config.kernel_cache_dir()
+        assert path == _config.numba_cache_dir(kernels)
         assert path.startswith(str(tmp_path))
