@@ -36,7 +36,7 @@ import numpy as np
 from .. import _parallel
 from .._config import njit
 from .._memory import aligned_empty
-from .gemm import gemm, gemm_at, gemm_k, pack, pack_range, pack_rows, packed_shape
+from .gemm import flat, gemm, gemm_at, gemm_k, pack, pack_range, pack_rows, packed_shape
 
 
 PACK_WORK = 25   # multiply-add equivalents of packing one element (for bptt._parallel.run)
@@ -313,12 +313,6 @@ def rows(a2, lo, hi):
     """The rows lo..hi of a 2-D C array as one flat 1-D view."""
     n = a2.shape[1]
     return a2.reshape(a2.shape[0] * n)[lo * n:hi * n]
-
-
-@njit(inline="always")
-def flat(a):
-    """A C array as one flat 1-D view."""
-    return a.reshape(a.size)
 
 
 @njit

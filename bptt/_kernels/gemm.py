@@ -497,8 +497,9 @@ def gemm_at(A, trans, a_off, a_rs, a_ks, P, N, C, c_off, c_rs, n, acc):
     _call_gemm(A, trans, a_off, a_rs, a_ks, P, N, C, c_off, c_rs, n, acc, 0, P.shape[1])
 
 
-@njit(inline="always")
-def _flat(a):
+@njit(inline="always")   # a view returned from a call needs numba's runtime (see _config)
+def flat(a):
+    """A C array as one flat 1-D view."""
     return a.reshape(a.size)
 
 
@@ -507,7 +508,7 @@ def _matrix_product(A, trans, P, N, C, r0, r1, acc, ka, kz):
     """:func:`gemm_k` on 2-D C arrays: their offsets and strides for the core."""
     lda, c_rs = A.shape[1], C.shape[1]
     a_rs, a_ks = (1, lda) if trans else (lda, 1)
-    _call_gemm(_flat(A), trans, r0 * a_rs, a_rs, a_ks, P, N, _flat(C), r0 * c_rs, c_rs,
+    _call_gemm(flat(A), trans, r0 * a_rs, a_rs, a_ks, P, N, flat(C), r0 * c_rs, c_rs,
                r1 - r0, acc, ka, kz)
 
 
