@@ -4,7 +4,7 @@
     python benchmarks/breakdown.py --cell lstm --workload wide --steps 40
 
 For one workload and cell of ../shared/WORKLOADS.md (the step of benchmarks/run.py), in rounds
-interleaved so that the four modes see the same state of a shared machine:
+interleaved so that the five modes see the same state of a shared machine:
 
 - step: the step as it runs;
 - timed: the same, with every call that goes through ``bptt._parallel.run`` (the cells' time
@@ -14,7 +14,10 @@ interleaved so that the four modes see the same state of a shared machine:
   the gradient norm, input checks), and the cost of the timing itself (timed - step);
 - stubbed: the step with every parallel call returning at once (nothing is computed, the
   parameters do not change): the Python alone, on caches the kernels have not disturbed;
-- one thread: the step with ``bptt.set_num_threads(1)``: what the second core adds.
+- one thread: the step with ``bptt.set_num_threads(1)``: what the second core adds;
+- replayed: the parallel calls of one step, recorded, run back to back with nothing between
+  them (on that step's arrays; the parameters are put back after each block): the step's
+  floor if no Python ran around the kernels, what a recorded plan of the step could reach.
 
 Every figure is a median over the steps of all rounds.
 """
@@ -47,9 +50,9 @@ def _timed_steps(step, n):
 
 def breakdown(cell, workload, steps=30, rounds=4):
     """Measure one W1 step (see the module docstring). Returns a dict: ``step``, ``timed``,
-    ``stubbed``, ``one_thread`` (median seconds per step), ``kernels`` (name -> (calls per
-    step, median seconds per call)) and ``outside`` (timed minus the kernels' share, calls x
-    median, summed)."""
+    ``stubbed``, ``one_thread``, ``replayed`` (median seconds per step), ``kernels`` (name ->
+    (calls per step, median seconds per call)) and ``outside`` (timed minus the kernels'
+    share, calls x median, summed)."""
     T, B, H = WORKLOADS[workload]
     step = bptt_step_fn(cell, T, B, H)
     for _ in range(3):
@@ -67,7 +70,23 @@ def breakdown(cell, workload, steps=30, rounds=4):
     def stub_run(kernel, n, args, work):
         pass
 
-    times = {"step": [], "timed": [], "stubbed": [], "one_thread": []}
+    recorded = []
+
+    def recording_run(kernel, n, args, work):
+        recorded.append((kernel, n, args, work))
+        real_run(kernel, n, args, work)
+
+    def replay():
+        for call in recorded:
+            real_run(*call)
+
+    _par.run = recording_run
+    try:
+        step()
+    finally:
+        _par.run = real_run
+    params = step.trainer.model.named_parameters()
+    times = {"step": [], "timed": [], "stubbed": [], "one_thread": [], "replayed": []}
     threads = bptt.get_num_threads()
     try:
         for _ in range(rounds):
@@ -86,6 +105,13 @@ def breakdown(cell, workload, steps=30, rounds=4):
             step()
             times["one_thread"] += _timed_steps(step, steps)
             bptt.set_num_threads(threads)
+            saved = {k: p.copy() for k, p in params.items()}
+            try:
+                replay()
+                times["replayed"] += _timed_steps(replay, steps)
+            finally:
+                for k, p in params.items():   # the replayed updates undone
+                    p[...] = saved[k]
     finally:
         _par.run = real_run
         bptt.set_num_threads(threads)
@@ -108,6 +134,7 @@ def report(cell, workload, res):
         lines.append(f"  {name:<24} {calls:>8.0f} {t * us:>9.1f} {calls * t * us:>10.1f}")
     lines.append(f"  {'outside the parallel calls':<43} {res['outside'] * us:>10.1f}")
     lines.append(f"  {'the same, kernels stubbed out':<43} {res['stubbed'] * us:>10.1f}")
+    lines.append(f"  {'the parallel calls alone, back to back':<43} {res['replayed'] * us:>10.1f}")
     return "\n".join(lines)
 
 

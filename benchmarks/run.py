@@ -72,7 +72,11 @@ def bptt_step_fn(cell, T, B, H, seed=0):
                          clip=bptt.ClipGlobalNorm(5.0))
     rng = np.random.default_rng(seed)
     x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
-    return lambda: trainer.step(x, y)
+
+    def step():
+        return trainer.step(x, y)
+    step.trainer = trainer
+    return step
 
 
 def torch_step_fn(cell, T, B, H, seed=0):

@@ -3,6 +3,7 @@ its parts add up, and it leaves the package as it found it (its run function, it
 
 import collections
 import os
+import types
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_every_parallel_call_is_counted_and_the_parts_add_up(cell):
     assert all(t > 0 for _, t in res["kernels"].values())
     kernels = sum(c * t for c, t in res["kernels"].values())
     assert res["outside"] == pytest.approx(res["timed"] - kernels)
-    for mode in ("step", "timed", "stubbed", "one_thread"):
+    for mode in ("step", "timed", "stubbed", "one_thread", "replayed"):
         assert res[mode] > 0
     text = bd.report(cell, "tiny", res)
     assert all(name in text for name in res["kernels"])
@@ -53,11 +54,12 @@ def test_the_package_is_restored_when_a_step_fails(monkeypatch, fail_at):
     def failing_step_fn(cell, T, B, H):
         n = [0]
 
-        def step():   # 3 warm-up calls, then per mode one untimed call and `steps` timed
+        def step():   # 3 warm-up calls, 1 recorded, then per mode 1 untimed and `steps` timed
             n[0] += 1
             if n[0] == fail_at:
                 assert par.run is not run or bptt.get_num_threads() == 1
                 raise RuntimeError("step failed")
+        step.trainer = types.SimpleNamespace(model=types.SimpleNamespace(named_parameters=dict))
         return step
 
     monkeypatch.setattr(bd, "bptt_step_fn", failing_step_fn)
