@@ -129,11 +129,13 @@ def forward(cell, x, state, resets, fold=None):
     y = buf(cell, "y", (T, B, H), dt)
     b_ih, b_hh = p["bias_ih"], p["bias_hh"]
     bias = np.concatenate([b_ih[:2 * H] + b_hh[:2 * H], b_ih[2 * H:]])
+    b_hn = buf(cell, "b_hn", (B, H), dt)
+    b_hn[...] = b_hh[2 * H:]
     p_ih, p_hh = _common.weight_panels(cell, True)
     _parallel.run(_forward, B,
                   (*_common.input_arrays(cell, x, fold, bias, p_ih, T, B),
                    p_hh,
-                   np.repeat(b_hh[None, 2 * H:], B, axis=0), h0,
+                   b_hn, h0,
                    _common.kernel_array(resets, bool), gates, h_prev, hn, y),
                   work=T * B * (D + H) * G * H)
     final = y[T - 1].copy() if T else h0.copy()
