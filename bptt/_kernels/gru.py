@@ -28,7 +28,7 @@ def _forward(x, tokens, table, p_ih, bias, p_hh, b_hn, h0, resets, gates, h_prev
     """Streams lo..hi. x (T, B, D) or, with an embedding folded in, tokens (T, B) and table
     (see _common.gate_input and step_input); p_ih, p_hh the gate panels of W_ih^T and
     W_hh^T; bias (3H,) the input projection's bias, b_ir + b_hr, b_iz + b_hz, b_in (empty
-    with a table); b_hn (B, H) that bias repeated for every stream; h0 (B, H); resets (T, B).
+    with a table); b_hn (H,) the bias added to W_hn h; h0 (B, H); resets (T, B).
     Fills gates (B, T, 3, H) with the activated r, z, n, h_prev, hn (B, T, H) and y
     (T, B, H)."""
     wide_vectors()
@@ -48,11 +48,11 @@ def _forward(x, tokens, table, p_ih, bias, p_hh, b_hn, h0, resets, gates, h_prev
         for b in range(lo, hi):
             gt = gates[b, t]
             rz, gr, gz, gn = flat(gt)[:2 * H], gt[0], gt[1], gt[2]
-            hnb, yb, hpb, bn = hn[b, t], y[t, b], h_prev[b, t], b_hn[b]
+            hnb, yb, hpb = hn[b, t], y[t, b], h_prev[b, t]
             for j in range(rz.shape[0]):   # r and z, adjacent: one loop
                 rz[j] = sigmoid(rz[j])
             for j in range(H):
-                hnb[j] += bn[j]
+                hnb[j] += b_hn[j]
             for j in range(H):
                 gn[j] = tanh(gn[j] + gr[j] * hnb[j])
             for j in range(H):
@@ -129,13 +129,11 @@ def forward(cell, x, state, resets, fold=None):
     y = buf(cell, "y", (T, B, H), dt)
     b_ih, b_hh = p["bias_ih"], p["bias_hh"]
     bias = np.concatenate([b_ih[:2 * H] + b_hh[:2 * H], b_ih[2 * H:]])
-    b_hn = buf(cell, "b_hn", (B, H), dt)
-    b_hn[...] = b_hh[2 * H:]
     p_ih, p_hh = _common.weight_panels(cell, True)
     _parallel.run(_forward, B,
                   (*_common.input_arrays(cell, x, fold, bias, p_ih, T, B),
                    p_hh,
-                   b_hn, h0,
+                   b_hh[2 * H:], h0,
                    _common.kernel_array(resets, bool), gates, h_prev, hn, y),
                   work=T * B * (D + H) * G * H)
     final = y[T - 1].copy() if T else h0.copy()
