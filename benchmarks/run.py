@@ -114,8 +114,9 @@ def numpy_step_fn(cell, T, B, H, seed=0):
     return lambda: net.step(x, y)
 
 
-def time_interleaved(fns, steps, warmup=3, rounds=4, settle=0.3, min_block=0.05):
-    """Median seconds per call of each function, in blocks interleaved round by round.
+def time_rounds(fns, steps, warmup=3, rounds=4, settle=0.3, min_block=0.05):
+    """Seconds per call of each function, ``{name: [the calls' times of round 0, of round 1,
+    ...]}``, timed in blocks interleaved round by round.
 
     Before each block the machine is left idle for ``settle`` seconds and one untimed call is
     made: the BLAS and OpenMP worker threads of the previous framework spin for a while after
@@ -124,7 +125,7 @@ def time_interleaved(fns, steps, warmup=3, rounds=4, settle=0.3, min_block=0.05)
     idle time a step runs slow for the first few milliseconds (measured here: a 0.25 ms step
     took 0.37 ms, then 0.30, and about 8 steps to settle), so a block of ten short steps
     timed mostly the wake-up, while a training loop runs steps back to back."""
-    times = {k: [] for k in fns}
+    times = {k: [[] for _ in range(rounds)] for k in fns}
     per_round = {}
     for k, f in fns.items():
         for _ in range(warmup):
@@ -132,15 +133,40 @@ def time_interleaved(fns, steps, warmup=3, rounds=4, settle=0.3, min_block=0.05)
             f()
             last = time.perf_counter() - t0
         per_round[k] = max(1, steps // rounds, math.ceil(min_block / max(last, 1e-9)))
-    for _ in range(rounds):
+    for r in range(rounds):
         for k, f in fns.items():
             time.sleep(settle)
             f()
+            block = times[k][r]
             for _ in range(per_round[k]):
                 t0 = time.perf_counter()
                 f()
-                times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+                block.append(time.perf_counter() - t0)
+    return times
+
+
+def medians(rounds):
+    """Median seconds per call of each function over all its blocks (``rounds`` from
+    :func:`time_rounds`)."""
+    return {k: statistics.median([t for block in v for t in block]) for k, v in rounds.items()}
+
+
+def time_interleaved(fns, steps, **kwargs):
+    """Median seconds per call of each function, timed as :func:`time_rounds` does."""
+    return medians(time_rounds(fns, steps, **kwargs))
+
+
+def paired_ratio(slow_rounds, fast_rounds):
+    """(median, min, max) over the rounds of each round's median time of ``slow_rounds``
+    over the same round's of ``fast_rounds`` (lists of blocks, see :func:`time_rounds`).
+
+    This machine's speed changes within seconds, for both implementations at once (in
+    alternating blocks of 300 tiny Elman steps, bptt went from 0.20 to 0.32-0.35 ms just as
+    PyTorch went from 1.75 to 2.7 ms, and back): the two blocks of one round run in the same
+    state, while the medians over all rounds may each come from a different one."""
+    ratios = [statistics.median(s) / statistics.median(f)
+              for s, f in zip(slow_rounds, fast_rounds)]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 @functools.lru_cache(maxsize=1)
@@ -210,7 +236,8 @@ def run_w1(cells, steps, with_numpy, log):
                 fns["numpy"] = numpy_step_fn(cell, T, B, H)
             fns["gemm"] = gemm
             n = steps if name != "large" else max(20, steps // 2)
-            med = time_interleaved(fns, n)
+            rounds = time_rounds(fns, n)
+            med = medians(rounds)
             f, done = flops(cell, T, B, H), flops_done(cell, T, B, H)
             row_rate = gemm_flops / med["gemm"] / 1e9
             row = {"workload": name, "cell": cell, "T": T, "B": B, "H": H,
@@ -219,12 +246,16 @@ def run_w1(cells, steps, with_numpy, log):
                    "gemm_gflops": row_rate, "gemm_share": done / med["bptt"] / 1e9 / row_rate,
                    "torch_ms": med["torch"] * 1e3 if "torch" in med else None,
                    "numpy_ms": med["numpy"] * 1e3 if "numpy" in med else None}
-            row["ratio"] = row["torch_ms"] / row["bptt_ms"] if row["torch_ms"] else None
+            row["ratio"] = row["ratio_min"] = row["ratio_max"] = None
+            if "torch" in rounds:
+                row["ratio"], row["ratio_min"], row["ratio_max"] = paired_ratio(
+                    rounds["torch"], rounds["bptt"])
             rows.append(row)
             log(f"{name:<6} {cell:<6} bptt {row['bptt_ms']:8.3f} ms  "
                 f"{row['gflops']:6.1f} GFLOP/s, {row['gflops_done']:6.1f} done "
                 f"({100 * row['gemm_share']:4.1f}% of GEMM at {row_rate:.0f})"
-                + (f"  torch {row['torch_ms']:8.3f} ms  ratio {row['ratio']:5.2f}"
+                + (f"  torch {row['torch_ms']:8.3f} ms  ratio {row['ratio']:5.2f} "
+                   f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f})"
                    if row["ratio"] else "")
                 + (f"  numpy {row['numpy_ms']:8.2f} ms" if row["numpy_ms"] else ""))
     return {"gemm_gflops": rate, "gemm_size": size, "rows": rows, "torch": have_torch}
@@ -422,7 +453,10 @@ def markdown(res):
                   "minutes). bptt folds the Embedding into the cell's input "
                   "projection: a V-row table instead of T*B input products, so it does less "
                   "than the count. Ratio = PyTorch time / bptt time (higher is better for "
-                  "bptt); numpy = a per-step Python loop.", "",
+                  "bptt), paired round by round: the median over the rounds of each round's "
+                  "PyTorch block over its bptt block, in brackets the lowest and the highest "
+                  "round (the machine's speed changes within seconds, for both at once); "
+                  "numpy = a per-step Python loop.", "",
                   "| workload | cell | bptt ms | GFLOP/s | % of GEMM | GEMM GFLOP/s | "
                   "PyTorch ms | ratio | target | numpy ms |",
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
@@ -437,7 +471,8 @@ def markdown(res):
                 f"| {r['workload']} (T {r['T']}, B {r['B']}, H {r['H']}) | {r['cell']} | "
                 f"{r['bptt_ms']:.3f} | {r['gflops']:.1f} | {100 * r['gemm_share']:.0f}% | "
                 f"{r['gemm_gflops']:.0f} | "
-                + (f"{r['torch_ms']:.3f} | {r['ratio']:.2f} |" if r["ratio"] else "n/a | n/a |")
+                + (f"{r['torch_ms']:.3f} | {r['ratio']:.2f} ({r['ratio_min']:.2f}-"
+                   f"{r['ratio_max']:.2f}) |" if r["ratio"] else "n/a | n/a |")
                 + (f" >= {tgt}{', 60% of GEMM' if r['workload'] == 'large' else ''}{met} |"
                    if tgt else " |")
                 + (f" {r['numpy_ms']:.2f} |" if r["numpy_ms"] else " |"))
