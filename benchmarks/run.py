@@ -8,7 +8,8 @@ softmax cross-entropy, backward, clip 5, SGD 0.1, state carried and cut), float3
 workload and cell: median ms per step, GFLOP/s, and the share of this machine's GEMM rate,
 timed in the same interleaved rounds as the row's steps. When PyTorch is importable the
 identical model and step run in the same process, interleaved with bptt's, and the ratio
-PyTorch time / bptt time is printed; a plain-numpy implementation with a per-step Python
+PyTorch time / bptt time is printed (paired round by round: the median of the rounds' ratios,
+with the lowest and highest); a plain-numpy implementation with a per-step Python
 loop runs beside them too.
 W2: peak resident memory of TBPTT over streams of 10^4, 10^5, 10^6 tokens (must stay flat).
 W3: full BPTT over T = 1000: time per step and peak memory, bptt and PyTorch.
