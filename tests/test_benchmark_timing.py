@@ -44,7 +44,6 @@ def test_blocks_fill_the_minimum_time_and_interleave(monkeypatch):
     assert calls["slow"] == 1 + 2 * (1 + 4)
 
 
-
 def test_rounds_keep_each_block_and_the_ratio_is_paired_round_by_round(monkeypatch):
     now, sleeps = [0.0], [0]
 

@@ -115,16 +115,14 @@ def stream_major_window(cache, names, dtype):
     whole and reads their steps t0 .. t0 + T (no copy: a window's copy cost 7-9% of a step at
     k2 < k1). Anything else (arrays replaced or copied) is copied to stream-major (t0 = 0)."""
     whole = {k: (a, v) for k, a, v in cache.get("stream_major", ())}
-    try:
-        pairs = [whole[k] for k in names]
-    except KeyError:
-        pairs = None
-    if pairs is not None and all(cache[k] is v and a.dtype == dtype
-                                 for k, (a, v) in zip(names, pairs)):
+    if not all(k in whole for k in names):
+        return [stream_major(cache[k], dtype) for k in names], 0
+    pairs = [whole[k] for k in names]
+    if all(cache[k] is v and a.dtype == dtype for k, (a, v) in zip(names, pairs)):
         return [a for a, _ in pairs], 0
     T = cache["resets"].shape[0]
     out, t0 = [], None
-    for k, (s, _) in zip(names, pairs or ()):
+    for k, (s, _) in zip(names, pairs):
         v = cache[k]
         if not (type(v) is np.ndarray and s.dtype == dtype and s.flags.c_contiguous
                 and s.flags.writeable and s.ndim == v.ndim):
@@ -140,8 +138,7 @@ def stream_major_window(cache, names, dtype):
         out.append(s)
         t0 = t
     else:
-        if pairs is not None:
-            return out, (t0 or 0)
+        return out, (t0 or 0)
     return [stream_major(cache[k], dtype) for k in names], 0
 
 
