@@ -6,18 +6,23 @@
 For one workload and cell of ../shared/WORKLOADS.md (the step of benchmarks/run.py), in rounds
 interleaved so that the five modes see the same state of a shared machine:
 
-- step: the step as it runs;
-- timed: the same, with every call that goes through ``bptt._parallel.run`` (the cells' time
-  loops, weight gradients and weight packing, the dense layer, the loss, the optimizer update)
-  timed on its own, by kernel name; what is left of this step ("outside the parallel calls")
-  is the Python around the kernels plus the few small kernels it calls directly (zeroing,
-  the gradient norm, input checks), and the cost of the timing itself (timed - step);
-- stubbed: the step with every parallel call returning at once (nothing is computed, the
-  parameters do not change): the Python alone, on caches the kernels have not disturbed;
+- step: the step as it runs (after its first chunk, by the recorded plan of bptt._plan: the
+  same compiled calls replayed, with none of the parts' Python around them);
+- general: the step by the general path (``trainer.use_plans = False``), which the next two
+  modes take apart;
+- timed: the general step, with every call that goes through ``bptt._parallel.run`` (the
+  cells' time loops, weight gradients and weight packing, the dense layer, the loss, the
+  optimizer update) timed on its own, by kernel name; what is left of this step ("outside
+  the parallel calls") is the Python around the kernels plus the few small kernels it calls
+  directly (zeroing, the gradient norm, input checks), and the cost of the timing itself
+  (timed - general);
+- stubbed: the general step with every parallel call returning at once (nothing is computed,
+  the parameters do not change): the Python alone, on caches the kernels have not disturbed;
 - one thread: the step with ``bptt.set_num_threads(1)``: what the second core adds;
 - replayed: the parallel calls of one step, recorded, run back to back with nothing between
   them (on that step's arrays; the parameters are put back after each block): the step's
-  floor if no Python ran around the kernels, what a recorded plan of the step could reach.
+  floor if no Python at all ran around the kernels (the plan still checks the inputs, fills
+  its few per-step arrays, takes the gradient norm and runs the optimizer in Python).
 
 Every figure is a median over the steps of all rounds.
 """
@@ -49,10 +54,10 @@ def _timed_steps(step, n):
 
 
 def breakdown(cell, workload, steps=30, rounds=4):
-    """Measure one W1 step (see the module docstring). Returns a dict: ``step``, ``timed``,
-    ``stubbed``, ``one_thread``, ``replayed`` (median seconds per step), ``kernels`` (name ->
-    (calls per step, median seconds per call)) and ``outside`` (timed minus the kernels'
-    share, calls x median, summed)."""
+    """Measure one W1 step (see the module docstring). Returns a dict: ``step``,
+    ``general``, ``timed``, ``stubbed``, ``one_thread``, ``replayed`` (median seconds per
+    step), ``kernels`` (name -> (calls per step, median seconds per call)) and ``outside``
+    (timed minus the kernels' share, calls x median, summed)."""
     T, B, H = WORKLOADS[workload]
     step = bptt_step_fn(cell, T, B, H)
     for _ in range(3):
@@ -80,18 +85,27 @@ def breakdown(cell, workload, steps=30, rounds=4):
         for call in recorded:
             real_run(*call)
 
+    trainer = step.trainer
+
+    def general(on):
+        trainer.use_plans = not on
+
+    general(True)
     _par.run = recording_run
     try:
         step()
     finally:
         _par.run = real_run
-    params = step.trainer.model.named_parameters()
-    times = {"step": [], "timed": [], "stubbed": [], "one_thread": [], "replayed": []}
+        general(False)
+    params = trainer.model.named_parameters()
+    times = {"step": [], "general": [], "timed": [], "stubbed": [], "one_thread": [],
+             "replayed": []}
     threads = bptt.get_num_threads()
     try:
         for _ in range(rounds):
             step()                       # untimed: another mode ran last
             times["step"] += _timed_steps(step, steps)
+            general(True)
             _par.run = timed_run
             step()
             counting[0] = True
@@ -101,6 +115,9 @@ def breakdown(cell, workload, steps=30, rounds=4):
             step()
             times["stubbed"] += _timed_steps(step, steps)
             _par.run = real_run
+            step()
+            times["general"] += _timed_steps(step, steps)
+            general(False)
             bptt.set_num_threads(1)
             step()
             times["one_thread"] += _timed_steps(step, steps)
@@ -115,6 +132,7 @@ def breakdown(cell, workload, steps=30, rounds=4):
     finally:
         _par.run = real_run
         bptt.set_num_threads(threads)
+        general(False)
     n_steps = rounds * steps
     res = {k: statistics.median(v) for k, v in times.items()}
     res["kernels"] = {name: (len(v) / n_steps, statistics.median(v))
@@ -127,12 +145,14 @@ def report(cell, workload, res):
     us = 1e6
     T, B, H = WORKLOADS[workload]
     lines = [f"{workload} {cell} (T {T}, B {B}, H {H}), {bptt.get_num_threads()} threads: "
-             f"step {res['step'] * us:.0f} us (one thread {res['one_thread'] * us:.0f} us; "
-             f"with each parallel call timed {res['timed'] * us:.0f} us)",
+             f"step {res['step'] * us:.0f} us (one thread {res['one_thread'] * us:.0f} us); "
+             f"by the general path {res['general'] * us:.0f} us (with each parallel call timed "
+             f"{res['timed'] * us:.0f} us)",
              f"  {'parallel call':<24} {'per step':>8} {'us each':>9} {'us a step':>10}"]
     for name, (calls, t) in sorted(res["kernels"].items(), key=lambda kv: -kv[1][0] * kv[1][1]):
         lines.append(f"  {name:<24} {calls:>8.0f} {t * us:>9.1f} {calls * t * us:>10.1f}")
-    lines.append(f"  {'outside the parallel calls':<43} {res['outside'] * us:>10.1f}")
+    lines.append(f"  {'outside the parallel calls (general path)':<43} "
+                 f"{res['outside'] * us:>10.1f}")
     lines.append(f"  {'the same, kernels stubbed out':<43} {res['stubbed'] * us:>10.1f}")
     lines.append(f"  {'the parallel calls alone, back to back':<43} {res['replayed'] * us:>10.1f}")
     return "\n".join(lines)

@@ -123,6 +123,7 @@ _called = set()   # kernels called once already (their first call compiles or lo
 _native = None    # the numba pieces of the compiled launch, {} for none (decided at first use)
 _addresses = {}   # (kernel, numba's fingerprint of the arguments) -> the compiled code's address
 _bounds = {}      # (n, parts) -> split(n, parts) as the int64 boundaries for the launcher
+_recording = None   # (thread id, list receiving (kernel, n, args, work)) while recording
 
 
 def _native_layer():
@@ -170,6 +171,60 @@ def _address(native, kernel, args):
     return address or None
 
 
+class recording:
+    """``with recording() as calls:`` appends every :func:`run` call this thread makes inside
+    the block to the list ``calls``, as (kernel, n, args, work) (for bptt._plan)."""
+
+    def __enter__(self):
+        global _recording
+        self.previous, _recording = _recording, (threading.get_ident(), [])
+        return _recording[1]
+
+    def __exit__(self, *exc):
+        global _recording
+        _recording = self.previous
+        return False
+
+
+def prepare(kernel, n, args, work):
+    """What :func:`replay` needs to repeat ``run(kernel, n, args, work)`` with these very
+    arguments (the arrays' contents may change, not the arrays) at less cost: the decisions
+    :func:`run` takes at every call (how many threads, the compiled code's address, the
+    range boundaries) taken once, and for a call on the calling thread the compiled code
+    itself (numba's entry point for these argument types: the dispatcher's typing of a dozen
+    arrays skipped). Valid while the number of threads stays the same."""
+    full = (*args, 0, n)
+    serial = (work < 2 * MIN_WORK or _num_threads == 1 or n < 2
+              or threads_for(n, work) == 1)
+    call = kernel
+    if hasattr(kernel, "overloads"):
+        native = _native_layer()
+        sig = tuple(native["typeof"](a) for a in full) if native else None
+        cres = kernel.overloads.get(sig) if sig is not None else None
+        if cres is not None:
+            call = cres.entry_point
+        if not serial and native:
+            address = _address(native, kernel, args)
+            if address is not None:
+                return (call, full, native["launch"], address, args,
+                        _boundaries(n, threads_for(n, work)))
+    if serial:
+        return (call, full, None, None, None, None)
+    return (run, (kernel, n, args, work), None, None, None, None)
+
+
+def replay(calls):
+    """Run the calls :func:`prepare` made, in order."""
+    for call, full, launch, address, args, bounds in calls:
+        if launch is not None and _lock.acquire(blocking=False):
+            try:
+                launch(address, args, bounds)
+            finally:
+                _lock.release()
+        else:
+            call(*full)
+
+
 def _boundaries(n, parts):
     b = _bounds.get((n, parts))
     if b is None:
@@ -188,6 +243,8 @@ def run(kernel, n, args, work):
     function, or every kernel where numba has no OpenMP layer, on Python workers. A
     kernel's first call runs on the calling thread alone: it compiles the kernel or loads it
     from numba's cache, and threads calling it at once would wait for each other to do so."""
+    if _recording is not None and _recording[0] == threading.get_ident():
+        _recording[1].append((kernel, n, args, work))
     if work < 2 * MIN_WORK or _num_threads == 1 or n < 2 or kernel not in _called:
         _called.add(kernel)
         kernel(*args, 0, n)

@@ -26,6 +26,7 @@ further; k2 = None is full BPTT from the start of the stream (memory grows with 
 ``k1=None`` makes each call of :meth:`TBPTT.step` one chunk.
 """
 
+import contextlib
 import functools
 import math
 import time
@@ -34,6 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _parallel
+from ._plan import StepPlan, loss_fits
 from ._validate import bool_mask, choice, positive_int, weight_mask
 from .clip import ClipGlobalNorm, as_clip_list, global_norm
 from .errors import NonFiniteError
@@ -120,6 +123,8 @@ class TBPTT:
         piece first).
     """
 
+    use_plans = True   # False: every chunk by the general path (for comparisons, debugging)
+
     def __init__(self, model, loss, optimizer, k1, k2=_SAME, clip=None, accumulate=1,
                  on_nonfinite="skip", reducer=None, record_state_grads=False):
         self.model = check_model(model)
@@ -151,6 +156,8 @@ class TBPTT:
                              "astype, which replaces the arrays)")
         self.reset_state()
         self._pending = 0
+        self._plan = None           # the recorded plan of a step (bptt._plan), once made
+        self._plan_refused = set()  # the chunk shapes (n, B) no plan could be made for
 
     # -- stream state ---------------------------------------------------------------------
     def reset_state(self):
@@ -293,7 +300,12 @@ class TBPTT:
         loss_sum = wsum = 0.0
         for a in range(0, T, k1):
             b = min(a + k1, T)
-            chunk = self._chunk(x[a:b], y[a:b], _cut(weights, a, b), _cut(resets, a, b))
+            plan = self._plan
+            if (plan is not None and plan.fits(self.model, b - a, B)
+                    and self._plannable(b - a, weights, resets)):
+                chunk = self._planned_chunk(plan, x[a:b], y[a:b])
+            else:
+                chunk = self._chunk(x[a:b], y[a:b], _cut(weights, a, b), _cut(resets, a, b))
             loss_sum += chunk["loss"] * chunk["weight"]
             wsum += chunk["weight"]
             stats.steps += b - a
@@ -327,15 +339,21 @@ class TBPTT:
         if self.reducer is not None and self._pending:
             # the reducer combines this chunk's gradient alone; the pending sum waits aside
             pending_sum = {k: g.copy() for k, g in self._grads.items()}
+        # a chunk that a plan could do, but none fits, is recorded to make one
+        record = (self._plannable(n, weights, resets)
+                  and (n, x.shape[1]) not in self._plan_refused
+                  and not (self._plan is not None and self._plan.fits(model, n, x.shape[1])))
+        calls = None
         try:
-            out, new_state, cache = self._forward(x, self.state, resets)
-            value, dout, weight = self._loss_value(out, y, weights)
-            if self._pending == 0 or pending_sum is not None:
-                model.zero_grad()
-            ctx = BackwardContext(None if self.state_clip is None else self.state_clip.value,
-                                  self.record_state_grads)
-            window = self._window(cache, dout, n, start)
-            self._backward(window, ctx)
+            with _parallel.recording() if record else contextlib.nullcontext() as calls:
+                out, new_state, cache = self._forward(x, self.state, resets)
+                value, dout, weight = self._loss_value(out, y, weights)
+                if self._pending == 0 or pending_sum is not None:
+                    model.zero_grad()
+                ctx = BackwardContext(None if self.state_clip is None else self.state_clip.value,
+                                      self.record_state_grads)
+                window = self._window(cache, dout, n, start)
+                self._backward(window, ctx)
         except BaseException:
             if self.reducer is not None:
                 self.reducer.abort()  # the other ranks must not wait for this one
@@ -380,19 +398,58 @@ class TBPTT:
         self._pending += 1
         if self._pending == self.accumulate:
             self._snapshot_history()
-            clipped = norm   # the global norm as it stands, while it is known without a pass
-            for c in self.clips:
-                if clipped is not None and type(c) is ClipGlobalNorm:
-                    clipped = c.clip_with_norm(self._global, clipped)[1]
-                else:
-                    c(self._grads if c.per_parameter else self._global)
-                    clipped = None
-            if clipped is None:
-                clipped = _safe_norm(self._global)
-            self.optimizer.step(self._grads)
-            self._pending = 0
-            result.update(updated=True, norm=norm, norm_clipped=clipped)
+            self._update(result, norm)
+            if calls is not None:
+                self._plan = StepPlan.build(model, self.loss, calls, n, x.shape[1])
+                if self._plan is None:
+                    self._plan_refused.add((n, x.shape[1]))
         return result
+
+    def _update(self, result, norm):
+        """Clip the gradients whose global norm is ``norm`` and update the parameters."""
+        clipped = norm   # the global norm as it stands, while it is known without a pass
+        for c in self.clips:
+            if clipped is not None and type(c) is ClipGlobalNorm:
+                clipped = c.clip_with_norm(self._global, clipped)[1]
+            else:
+                c(self._grads if c.per_parameter else self._global)
+                clipped = None
+        if clipped is None:
+            clipped = _safe_norm(self._global)
+        self.optimizer.step(self._grads)
+        self._pending = 0
+        result.update(updated=True, norm=norm, norm_clipped=clipped)
+
+    def _planned_chunk(self, plan, x, y):
+        """:meth:`_chunk` by the recorded plan (bptt._plan); a chunk whose loss or gradient is
+        not finite is done again by :meth:`_chunk`, which skips or raises as configured (the
+        plan has changed nothing but the gradients yet)."""
+        n, B = x.shape[0], x.shape[1]
+        state = self.state if self.state is not None else self.model.initial_state(B)
+        value, new_state = plan.run(x, y, state)
+        norm = _safe_norm(self._global)
+        if not (math.isfinite(value) and math.isfinite(norm)):
+            return self._chunk(x, y, None, None)
+        start = self.position
+        result = {"loss": value, "weight": float(n * B) if self.loss.reduction == "mean" else 1.0,
+                  "updated": False, "nonfinite": None, "norm": math.nan,
+                  "norm_clipped": math.nan, "start": start, "steps": n}
+        self.state = self._own_state = new_state
+        self._own_batch = B
+        self.position = start + n
+        self._update(result, norm)
+        return result
+
+    def _plannable(self, n, weights, resets):
+        """Whether a chunk of ``n`` steps may run by a recorded plan (bptt._plan): no
+        weights, resets, state clip, recording, accumulation or reducer; only global-norm
+        clips; a window of exactly the chunk; the plan's kind of model and loss (checked when
+        the plan is built)."""
+        return (self.use_plans and weights is None and resets is None and self.state_clip is None
+                and not self.record_state_grads and self.accumulate == 1
+                and self.reducer is None and self.overlap == 0
+                and (self.k2 is not None and n <= self.k2)
+                and all(type(c) is ClipGlobalNorm for c in self.clips) and loss_fits(self.loss))
 
     def _restore(self, saved, pending_sum):
         """Put the stream (and the pending gradient, if it was set aside) back as it was."""
