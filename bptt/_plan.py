@@ -67,7 +67,7 @@ class StepPlan:
         self.model, self.parts, self.T, self.B = model, parts, T, B
         self.flat_params, self.flat_grads = model.flat_params, model.flat_grads
         self.part_list = tuple(model.parts)
-        self.arrays = _param_arrays(parts)
+        self.dicts = _param_dicts(parts)
         self.config = _config(parts[1])
 
     def fits(self, model, T, B):
@@ -79,7 +79,7 @@ class StepPlan:
                 and len(model.parts) == 3 and all(a is b for a, b in zip(model.parts,
                                                                          self.part_list))
                 and _config(self.parts[1]) == self.config
-                and all(a is b for a, b in zip(_param_arrays(self.parts), self.arrays)))
+                and all(a is b for a, b in zip(_param_dicts(self.parts), self.dicts)))
 
     @classmethod
     def build(cls, model, loss, calls, T, B):
@@ -199,8 +199,9 @@ def input_bias(cell, out):
         np.add(b_ih, b_hh, out=out)
 
 
-def _param_arrays(parts):
-    return [a for p in parts for d in (p.params, p.grads) for a in d.values()]
+def _param_dicts(parts):
+    """The parts' parameter and gradient dicts (installing parameters makes new ones)."""
+    return [d for p in parts for d in (p.params, p.grads)]
 
 
 def _config(cell):

@@ -16,6 +16,8 @@ spirit of Graves 2013, who clipped the LSTM's pre-activation gradients the same 
 Each object counts how often it fired (``fired``) and how often it was consulted (``calls``).
 """
 
+import math
+
 import numpy as np
 
 from ._kernels.layers import sum_of_squares as _sum_of_squares
@@ -29,7 +31,7 @@ def global_norm(grads):
     total = 0.0
     for g in arrays:
         total += _sum_of_squares(np.ascontiguousarray(g).reshape(-1))
-    return float(np.sqrt(total))
+    return math.sqrt(total)   # (the same correctly rounded square root as numpy's)
 
 
 class Clip:
