@@ -225,3 +225,44 @@ def test_the_thread_count_comes_from_bptt_num_threads_or_the_cores():
 def test_a_bad_bptt_num_threads_is_named(value):
     with pytest.raises(ValueError, match=f"BPTT_NUM_THREADS must be a positive integer, got '{value}'"):
         _parallel._from_env({"BPTT_NUM_THREADS": value})
+
+
+def test_a_recording_holds_the_calls_of_its_own_thread_only(threads):
+    def kernel(out, lo, hi):
+        out[lo:hi] += 1
+
+    a, b = np.zeros(4), np.zeros(4)
+    threads.run(kernel, 4, (a,), work=1)
+    with threads.recording() as calls:
+        threads.run(kernel, 4, (a,), work=10)
+        t = threading.Thread(target=threads.run, args=(kernel, 4, (b,), 1))
+        t.start()
+        t.join()
+    threads.run(kernel, 4, (a,), work=1)
+    assert calls == [(kernel, 4, (a,), 10)]
+    np.testing.assert_array_equal(a, 3) and np.testing.assert_array_equal(b, 1)
+
+
+@pytest.mark.parametrize("work", [1, 10 ** 9])   # on the calling thread; on the threads
+def test_a_prepared_call_repeats_run_on_the_arrays_it_was_given(threads, work):
+    out = np.full(10, -1.0)
+    threads.run(_thread_of_rows, 10, (out, 2.0), work=work)   # the first call compiles
+    prepared = [threads.prepare(_thread_of_rows, 10, (out, 3.0), work)]
+    parallel = work > 2 * threads.MIN_WORK and bool(threads._native_layer())
+    assert (prepared[0][2] is not None) == parallel
+    out[:] = -1
+    threads.replay(prepared)
+    np.testing.assert_array_equal(out % 1000, np.arange(10) * 3.0)
+    assert len(set(out // 1000)) == (2 if parallel else 1)
+    # with the pool busy, on the calling thread, as run does
+    out[:] = -1
+    with threads._lock:
+        threads.replay(prepared)
+    np.testing.assert_array_equal(out, np.arange(10) * 3.0 + 1000 * numba.get_thread_id())
+    # a Python kernel: run's own path (its first call on the calling thread)
+    seen = []
+    py = [threads.prepare(lambda lo, hi: seen.append((lo, hi)), 6, (), work)]
+    threads.replay(py)
+    seen.clear()
+    threads.replay(py)
+    assert sorted(seen) == ([(0, 6)] if work == 1 else [(0, 3), (3, 6)])
