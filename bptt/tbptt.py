@@ -158,6 +158,7 @@ class TBPTT:
         self._pending = 0
         self._plan = None           # the recorded plan of a step (bptt._plan), once made
         self._plan_refused = set()  # the chunk shapes (n, B) no plan could be made for
+        self._last_shape = None     # (n, B) of the last chunk
 
     # -- stream state ---------------------------------------------------------------------
     def reset_state(self):
@@ -305,7 +306,11 @@ class TBPTT:
                     and self._plannable(b - a, weights, resets)):
                 chunk = self._planned_chunk(plan, x[a:b], y[a:b])
             else:
+                # a plan that does not fit lets go of its work arrays (the parts' own), so
+                # that the general path can give their memory back as it replaces them
+                self._plan = plan = None
                 chunk = self._chunk(x[a:b], y[a:b], _cut(weights, a, b), _cut(resets, a, b))
+            self._last_shape = (b - a, B)
             loss_sum += chunk["loss"] * chunk["weight"]
             wsum += chunk["weight"]
             stats.steps += b - a
@@ -339,10 +344,11 @@ class TBPTT:
         if self.reducer is not None and self._pending:
             # the reducer combines this chunk's gradient alone; the pending sum waits aside
             pending_sum = {k: g.copy() for k, g in self._grads.items()}
-        # a chunk that a plan could do, but none fits, is recorded to make one
-        record = (self._plannable(n, weights, resets)
-                  and (n, x.shape[1]) not in self._plan_refused
-                  and not (self._plan is not None and self._plan.fits(model, n, x.shape[1])))
+        # a chunk that a plan could do, of the shape of the chunk before (not a stream's short
+        # last one, nor shapes that alternate), is recorded to make one
+        shape = (n, x.shape[1])
+        record = (self._plan is None and shape == self._last_shape
+                  and shape not in self._plan_refused and self._plannable(n, weights, resets))
         calls = None
         try:
             with _parallel.recording() if record else contextlib.nullcontext() as calls:
@@ -402,7 +408,7 @@ class TBPTT:
             if calls is not None:
                 self._plan = StepPlan.build(model, self.loss, calls, n, x.shape[1])
                 if self._plan is None:
-                    self._plan_refused.add((n, x.shape[1]))
+                    self._plan_refused.add(shape)
         return result
 
     def _update(self, result, norm):

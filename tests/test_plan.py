@@ -4,6 +4,7 @@ not know, and harmless to everything around it (non-finite steps, the carried st
 shapes and thread counts, evaluation)."""
 
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -147,6 +148,7 @@ def test_a_step_holding_an_array_the_plan_does_not_know_is_not_planned():
     try:
         StepPlan.build = classmethod(lambda cls, *a: None)
         tr2.step(x, y)
+        tr2.step(x, y)   # (the first chunk of a shape is not recorded, the second is)
     finally:
         StepPlan.build = real
     assert tr2._plan is None and (6, 3) in tr2._plan_refused
@@ -185,8 +187,9 @@ def test_a_non_finite_step_by_the_plan_is_handled_as_by_the_general_path(on_nonf
 def test_the_carried_state_is_not_written_by_later_steps():
     tr = engine("lstm", k1=6)
     x, y = stream(6, 3)
-    tr.step(x, y)
-    tr.step(x, y)
+    for _ in range(3):   # the third by the plan
+        tr.step(x, y)
+    assert tr._plan is not None
     kept = tr.state
     copies = [tuple(a.copy() for a in s) for s in kept]
     for _ in range(2):
@@ -212,3 +215,32 @@ def test_a_new_plan_for_another_batch_or_thread_count_and_evaluation_in_between(
             same_engines(a, b)
     finally:
         bptt.set_num_threads(threads)
+
+
+def test_a_plan_is_made_for_a_shape_that_repeats_and_let_go_for_another():
+    """A stream's short last chunk, or shapes that alternate, run by the general path with no
+    plan held beside it (its work arrays would be a second set)."""
+    a, b = engine(k1=6), engine(k1=6, use_plans=False)
+    x, y = stream(6 * 4 + 2, 3)          # four chunks of 6 and one of 2
+    for tr in (a, b):
+        same = tr.fit(x, y)
+    assert a._plan is None and a._last_shape == (2, 3)
+    same_stats(a.fit(x, y), b.fit(x, y))
+    same_engines(a, b)
+    for tr in (a, b):
+        tr.fit(x[:24], y[:24])
+    assert a._plan is not None and a._plan.T == 6
+    # the short chunk's general path replaces the work arrays the plan let go of: freed
+    # at once (peak memory), not when the call returns
+    held, alive = weakref.ref(a._plan.y), []
+    a.fit(x, y, callback=lambda report, chunk: alive.append(held() is not None))
+    b.fit(x, y)
+    assert alive == [True] * 4 + [False] and a._plan is None
+    for B in (2, 3, 2, 3):                # alternating batches: never recorded
+        x2, y2 = stream(6, B)
+        for tr in (a, b):
+            tr.reset_state()
+            tr.step(x2, y2)
+        assert a._plan is None
+    same_engines(a, b)
+    assert same.updates == 5
