@@ -1,31 +1,33 @@
 """A recorded plan of a training step: the compiled calls of one step, replayed without the
 Python that prepared them.
 
-For the common model ``Sequential([Embedding, cell, Dense])`` under softmax cross-entropy
-(the char-rnn model of ../shared/WORKLOADS.md), the forward, loss and backward of a step are a
-fixed sequence of compiled calls (bptt._parallel.run) on the same work arrays every time;
-only the tokens, the targets, the entering state and the input biases change. Preparing those calls (the parts' checks, work arrays, views, the kernels'
-argument lists) took about 130 us of Python a step, against about 70 us of compiled work
-for the tiny LSTM and Elman models of ../shared/WORKLOADS.md.
+For the char-rnn model of ../shared/WORKLOADS.md, ``Sequential([Embedding, cell, Dense])``
+under softmax cross-entropy, the forward, loss and backward of a step are a fixed sequence of
+compiled calls (bptt._parallel.run) on the same work arrays every time; only the tokens, the
+targets, the entering state and the input biases change. Preparing those calls (the parts'
+checks, work arrays, views, the kernels' argument lists) took about 130 us of Python a step,
+against about 70 us of compiled work for the tiny Elman model.
 
 :class:`StepPlan` is built from the calls of one step of the general path, recorded as they
 run. Every array a call is given must be one that stays the same from step to step (a work
 array of a part or of the loss, a view of the model's flat parameters or gradients, or an
-empty array) or one of the few the step makes anew, which the plan owns and fills before
-each replay, as the general path would: the tokens (time-major, and stream by stream for
-the weight gradients, when the Embedding is folded into the cell's input projection: see
-bptt.cells), or the embedded tokens when it is not, the targets, the entering state (h, and c
-for the LSTM), the cell's input bias (b_ih + b_hh), and arrays that stay constant (all-ones
-loss weights, no resets, no state-clip flags). The state-gradient work arrays, which the
-general path zeroes, are zeroed; an Embedding that is not folded has its backward (a kernel
-its part calls directly) called by the plan. A call holding any other array makes the plan refuse (the general path then runs
-every step): a change to the parts that makes another array per step cannot go unnoticed.
-The replay calls the same kernels with the same numbers in the same order, so its results
-are the general path's bit for bit (tests/test_plan.py).
+empty array) or one of the few the step makes anew, which the plan owns and fills before each
+replay as the general path would: the tokens (time-major, and stream by stream for the weight
+gradients) when the Embedding is folded into the cell's input projection (see bptt.cells), or
+the embedded tokens when it is not; the targets; the entering state (h, and c for the LSTM);
+the cell's input bias (b_ih + b_hh); and arrays that stay constant (all-ones loss weights, no
+resets, no state-clip flags). The state-gradient work arrays, which the general path zeroes,
+are zeroed; an Embedding that is not folded has its backward (a kernel its part calls
+directly, not through bptt._parallel.run) called by the plan. A call holding any other array
+makes the plan refuse (the general path then runs every step): a change to the parts that
+makes another array per step cannot go unnoticed. The replay calls the same kernels with the
+same numbers in the same order, so its results are the general path's bit for bit
+(tests/test_plan.py).
 
-The plan holds its work arrays; the general path (evaluation, a step the plan does not
-cover) then gets work arrays of its own (bptt._kernels._common.buffer does not hand out an
-array someone holds).
+The plan holds the parts' work arrays it was recorded with; the general path (evaluation, a
+step the plan does not cover) then gets work arrays of its own (bptt._kernels._common.buffer
+does not hand out an array someone holds). The engine lets a plan go before a chunk it does
+not fit (see bptt.tbptt).
 """
 
 import numpy as np
@@ -234,8 +236,9 @@ def _source(kernel, kernels, name, a, T, B):
 
 
 def _arg_names(kernel):
-    code = getattr(kernel, "py_func", kernel).__code__
-    return code.co_varnames[:code.co_argcount]
+    """The names of a kernel's parameters (() for a callable that is not a plain function)."""
+    code = getattr(getattr(kernel, "py_func", kernel), "__code__", None)
+    return () if code is None else code.co_varnames[:code.co_argcount]
 
 
 def _regions(flat, buffers):

@@ -121,6 +121,10 @@ class TBPTT:
         :class:`~bptt.BackwardContext`); each chunk's dict passed to ``fit``'s callback then
         holds them under "state_grads" (cell -> list of tuples of (T, B) arrays, newest window
         piece first).
+
+    Chunks of the char-rnn model (Embedding, cell, Dense under softmax cross-entropy) whose
+    window is the chunk run by a recorded plan of the step once their shape repeats (see
+    bptt._plan): the same numbers, less Python. ``engine.use_plans = False`` turns it off.
     """
 
     use_plans = True   # False: every chunk by the general path (for comparisons, debugging)

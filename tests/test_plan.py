@@ -69,6 +69,17 @@ def test_the_plan_gives_the_general_paths_numbers_bit_for_bit(cell, T, B, H, dty
     assert a._plan.folded == (V <= T * B)
 
 
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_a_summed_loss_by_the_plan(cell):
+    a = engine(cell, loss=bptt.SoftmaxCrossEntropy(reduction="sum"), k1=4)
+    b = engine(cell, loss=bptt.SoftmaxCrossEntropy(reduction="sum"), k1=4, use_plans=False)
+    for s in range(3):
+        x, y = stream(8, 5, seed=s)
+        same_stats(a.step(x, y), b.step(x, y))
+        same_engines(a, b)
+    assert a._plan is not None
+
+
 def test_the_plan_runs_parallel_calls_on_the_threads():
     if bptt.get_num_threads() < 2:
         pytest.skip("one thread")
