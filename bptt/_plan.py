@@ -65,17 +65,20 @@ class StepPlan:
     docstring). :meth:`build` makes one from a recording, or returns None; :meth:`fits`
     says whether it still describes the model; :meth:`run` replays it."""
 
-    def __init__(self, model, parts, T, B):
-        self.model, self.parts, self.T, self.B = model, parts, T, B
+    def __init__(self, model, loss, parts, T, B):
+        self.model, self.loss, self.parts, self.T, self.B = model, loss, parts, T, B
+        self.loss_config = _loss_config(loss)
         self.flat_params, self.flat_grads = model.flat_params, model.flat_grads
         self.part_list = tuple(model.parts)
         self.dicts = _param_dicts(parts)
         self.config = _config(parts[1])
 
-    def fits(self, model, T, B):
-        """Whether the plan still describes a step of ``model`` over (T, B) tokens: the same
-        parts, parameter arrays, number of threads and cell configuration."""
-        return (T == self.T and B == self.B and model is self.model
+    def fits(self, model, loss, T, B):
+        """Whether the plan still describes a step of ``model`` under ``loss`` over (T, B)
+        tokens: the same parts, loss, parameter arrays, number of threads and
+        configuration."""
+        return (T == self.T and B == self.B and model is self.model and loss is self.loss
+                and _loss_config(loss) == self.loss_config
                 and _parallel.get_num_threads() == self.threads
                 and model.flat_params is self.flat_params and model.flat_grads is self.flat_grads
                 and len(model.parts) == 3 and all(a is b for a, b in zip(model.parts,
@@ -91,7 +94,7 @@ class StepPlan:
         parts = parts_of(model, T, B)
         if parts is None or not loss_fits(loss):
             return None
-        plan = cls(model, parts, T, B)
+        plan = cls(model, loss, parts, T, B)
         return plan if plan._adopt(loss, calls) else None
 
     def _adopt(self, loss, calls):
@@ -204,6 +207,10 @@ def input_bias(cell, out):
 def _param_dicts(parts):
     """The parts' parameter and gradient dicts (installing parameters makes new ones)."""
     return [d for p in parts for d in (p.params, p.grads)]
+
+
+def _loss_config(loss):
+    return (loss.reduction, loss.ignore_index)
 
 
 def _config(cell):

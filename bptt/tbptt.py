@@ -306,7 +306,7 @@ class TBPTT:
         for a in range(0, T, k1):
             b = min(a + k1, T)
             plan = self._plan
-            if (plan is not None and plan.fits(self.model, b - a, B)
+            if (plan is not None and plan.fits(self.model, self.loss, b - a, B)
                     and self._plannable(b - a, weights, resets)):
                 chunk = self._planned_chunk(plan, x[a:b], y[a:b])
             else:

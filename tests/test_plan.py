@@ -195,6 +195,22 @@ def test_a_non_finite_step_by_the_plan_is_handled_as_by_the_general_path(on_nonf
     assert all(np.array_equal(before[k], after[k], equal_nan=True) for k in before)
 
 
+def test_a_plan_follows_a_new_loss_or_its_reduction():
+    a, b = engine(k1=6), engine(k1=6, use_plans=False)
+    x, y = stream(12, 3)
+    for change in (None, "reduction", "object"):
+        for tr in (a, b):
+            if change == "reduction":
+                tr.loss.reduction = "sum"
+            elif change == "object":
+                tr.loss = bptt.SoftmaxCrossEntropy()
+            same = tr.step(x, y)
+        same_stats(a.step(x, y), b.step(x, y))
+        same_engines(a, b)
+        assert a._plan is not None and a._plan.loss is a.loss
+    assert same.steps == 12
+
+
 def test_the_carried_state_is_not_written_by_later_steps():
     tr = engine("lstm", k1=6)
     x, y = stream(6, 3)
