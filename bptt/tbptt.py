@@ -452,11 +452,11 @@ class TBPTT:
 
     def _plannable(self, n, weights, resets):
         """Whether a chunk of ``n`` steps may run by a recorded plan (bptt._plan): no
-        weights, resets, state clip, recording, accumulation or reducer; only global-norm
-        clips; a window of exactly the chunk; the plan's kind of model and loss (checked when
-        the plan is built)."""
+        weights, resets, state clip, recording, accumulation (nor a gradient pending from
+        one) or reducer; only global-norm clips; a window of exactly the chunk; the plan's
+        kind of model and loss (checked when the plan is built)."""
         return (self.use_plans and weights is None and resets is None and self.state_clip is None
-                and not self.record_state_grads and self.accumulate == 1
+                and not self.record_state_grads and self.accumulate == 1 and self._pending == 0
                 and self.reducer is None and self.overlap == 0
                 and (self.k2 is not None and n <= self.k2)
                 and all(type(c) is ClipGlobalNorm for c in self.clips) and loss_fits(self.loss))
