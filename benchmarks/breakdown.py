@@ -6,8 +6,8 @@
 For one workload and cell of ../shared/WORKLOADS.md (the step of benchmarks/run.py), in rounds
 interleaved so that the five modes see the same state of a shared machine:
 
-- step: the step as it runs (after its first chunk, by the recorded plan of bptt._plan: the
-  same compiled calls replayed, with none of the parts' Python around them);
+- step: the step as it runs (once its shape has come twice, by the recorded plan of
+  bptt._plan: the same compiled calls replayed, with none of the parts' Python around them);
 - general: the step by the general path (``trainer.use_plans = False``), which the next two
   modes take apart;
 - timed: the general step, with every call that goes through ``bptt._parallel.run`` (the

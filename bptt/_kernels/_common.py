@@ -209,6 +209,12 @@ def norm_record(ctx, n_states, T, B, dtype):
     return nothing((n_states, 0, B), dtype)
 
 
+def input_bias(cell, out=None):
+    """The bias of the cell's input projection, b_ih + b_hh (G*H,), into ``out`` if given
+    (the Elman's and the LSTM's; the GRU's is bptt._kernels.gru.input_bias)."""
+    return np.add(cell.params["bias_ih"], cell.params["bias_hh"], out=out)
+
+
 def input_arrays(cell, x, fold, bias, p_ih, T, B):
     """``(x, tokens, table, p_ih, bias)`` for a forward kernel (see :func:`gate_input`): the
     input and the gate panels p_ih of W_ih^T; or, with ``fold = (tokens, embedding)``, an empty

@@ -12,8 +12,8 @@ from .. import _parallel
 from .._config import njit
 from . import _common
 from ._common import (add_output_gradient, add_stream_sums, clip_inplace, flat, gate_input,
-                      gate_product, gemm_at, load_state, norm, pack_streams, pack_time_major,
-                      reset_rows, rows, step_input)
+                      gate_product, gemm_at, input_bias, load_state, norm, pack_streams,
+                      pack_time_major, reset_rows, rows, step_input)
 from .fastmath import tanh, wide_vectors
 
 TANH, RELU, LINEAR = 0, 1, 2
@@ -103,7 +103,7 @@ def forward(cell, x, state, resets, fold=None):
     act = ACTIVATIONS[cell.nonlinearity]
     h0 = _common.kernel_array(state[0], dt)
     p_ih, p_hh = _common.weight_panels(cell, True)
-    bias = p["bias_ih"] + p["bias_hh"]
+    bias = input_bias(cell)
     _parallel.run(_forward, B,
                   (*_common.input_arrays(cell, x, fold, bias, p_ih, T, B),
                    p_hh, h0,

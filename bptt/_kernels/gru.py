@@ -118,6 +118,17 @@ def _backward(dy, x, h_prev, p_hh, p_ih, resets, clip, norms, fired, sums, dx, p
     pack_streams(h_prev, t0, T, ph, lo, hi)
 
 
+def input_bias(cell, out=None):
+    """The bias of the input projection (3H,), into ``out`` if given: b_ir + b_hr,
+    b_iz + b_hz, b_in (b_hn is added to W_hn h, inside the reset gate's product)."""
+    b_ih, b_hh = cell.params["bias_ih"], cell.params["bias_hh"]
+    n = 2 * cell.hidden_size
+    out = np.empty_like(b_ih) if out is None else out
+    np.add(b_ih[:n], b_hh[:n], out=out[:n])
+    out[n:] = b_ih[n:]
+    return out
+
+
 def forward(cell, x, state, resets, fold=None):
     p, dt = cell.params, cell.dtype
     T, B = resets.shape
@@ -127,8 +138,8 @@ def forward(cell, x, state, resets, fold=None):
     gates = buf(cell, "gates", (B, T, G, H), dt)
     h_prev, hn = (buf(cell, k, (B, T, H), dt) for k in ("h_prev", "hn"))
     y = buf(cell, "y", (T, B, H), dt)
-    b_ih, b_hh = p["bias_ih"], p["bias_hh"]
-    bias = np.concatenate([b_ih[:2 * H] + b_hh[:2 * H], b_ih[2 * H:]])
+    b_hh = p["bias_hh"]
+    bias = input_bias(cell)
     p_ih, p_hh = _common.weight_panels(cell, True)
     _parallel.run(_forward, B,
                   (*_common.input_arrays(cell, x, fold, bias, p_ih, T, B),

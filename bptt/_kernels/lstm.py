@@ -16,8 +16,8 @@ from .._config import njit
 from .._memory import aligned_copy
 from . import _common
 from ._common import (add_output_gradient, add_stream_sums, clip_inplace, flat, gate_input,
-                      gate_product, gemm_at, load_state, norm, pack_streams, pack_time_major,
-                      reset_rows, step_input)
+                      gate_product, gemm_at, input_bias, load_state, norm, pack_streams,
+                      pack_time_major, reset_rows, step_input)
 from .fastmath import sigmoid, tanh, wide_vectors
 
 G = 4
@@ -132,7 +132,7 @@ def forward(cell, x, state, resets, fold=None):
     h_prev, c_prev, tanh_c = (buf(cell, k, (B, T, H), dt) for k in ("h_prev", "c_prev", "tanh_c"))
     y = buf(cell, "y", (T, B, H), dt)
     p_ih, p_hh = _common.weight_panels(cell, True)
-    bias = p["bias_ih"] + p["bias_hh"]
+    bias = input_bias(cell)
     _parallel.run(_forward, B,
                   (*_common.input_arrays(cell, x, fold, bias, p_ih, T, B),
                    p_hh, h0, c,
