@@ -43,6 +43,9 @@ from .losses import SoftmaxCrossEntropy
 from .sequential import Sequential
 
 CELLS = (Elman, LSTM, GRU)
+# the first and one-past-last byte of an array's memory (numpy 2 moved it, numpy 1 has it here)
+_array_utils = getattr(np.lib, "array_utils", np)
+_byte_bounds = _array_utils.byte_bounds
 
 
 def parts_of(model, T, B):
@@ -107,7 +110,7 @@ class StepPlan:
                             for buf in owner.__dict__.get("_buffers", {}).values()])
         self.fills = []      # (plan array, what fills it each step), in the order first needed
         self.zeroed = []     # work arrays zeroed before each replay
-        self.calls = []
+        recorded = []        # the calls, with the plan's own arrays in place of the step's
         y = wloss = dx = None
         self.state_c = None
         owned = {}
@@ -141,7 +144,7 @@ class StepPlan:
                 new[i] = owned[key]
                 if source == "c":
                     self.state_c = owned[key]
-            self.calls.append((kernel, n, tuple(new), work))
+            recorded.append((kernel, n, tuple(new), work))
         needs = {"targets", "h0", "bias"} | ({"c"} if type(cell) is LSTM else set())
         needs |= {"tokens", "tokens_bt"} if self.folded else {"embedded"}
         if (y is None or wloss is None or {s for _, s in self.fills} != needs
@@ -150,7 +153,7 @@ class StepPlan:
             return False
         self.y, self.wloss, self.cell, self.emb = y, wloss, cell, emb
         self.threads = _parallel.get_num_threads()
-        self.prepared = [_parallel.prepare(*c) for c in self.calls]
+        self.prepared = [_parallel.prepare(*c) for c in recorded]
         if not self.folded:
             # the Embedding's own backward, which its part runs directly (not a parallel call)
             self.tokens = np.empty((T * B,), np.int64)
@@ -176,8 +179,8 @@ class StepPlan:
                 a[...] = cell_state[0]
             elif source == "c":
                 a[...] = cell_state[1]
-            else:   # "bias"
-                input_bias(self.cell, a)
+            else:   # "bias": as the cell's forward makes it
+                self.cell.kernel.input_bias(self.cell, a)
         for a in self.zeroed:
             a.fill(0)
         zero(self.flat_grads)
@@ -189,19 +192,6 @@ class StepPlan:
         new = (h, self.state_c.copy()) if self.state_c is not None else (h,)
         value = float(self.wloss.sum()) * self.scale
         return value, ((), new, ())
-
-
-def input_bias(cell, out):
-    """The bias of the cell's input projection into ``out``, as the cell's forward makes it:
-    b_ih + b_hh, and for the GRU b_ir + b_hr, b_iz + b_hz, b_in (b_hn stays apart)."""
-    p = cell.params
-    b_ih, b_hh = p["bias_ih"], p["bias_hh"]
-    if type(cell) is GRU:
-        n = 2 * cell.hidden_size
-        np.add(b_ih[:n], b_hh[:n], out=out[:n])
-        out[n:] = b_ih[n:]
-    else:
-        np.add(b_ih, b_hh, out=out)
 
 
 def _param_dicts(parts):
@@ -253,11 +243,10 @@ def _regions(flat, buffers):
     out = []
     for a in list(flat) + list(buffers):
         if isinstance(a, np.ndarray) and a.size:
-            lo, hi = np.lib.array_utils.byte_bounds(a)
-            out.append((lo, hi))
+            out.append(_byte_bounds(a))
     return out
 
 
 def _within(a, regions):
-    lo, hi = np.lib.array_utils.byte_bounds(a)
+    lo, hi = _byte_bounds(a)
     return any(r0 <= lo and hi <= r1 for r0, r1 in regions)
